@@ -1,0 +1,32 @@
+"""Fine-tune a sequence classifier to forecast the emotion of the next turn of a conversation.
+
+    uv run python ep_fine_tune.py --json_file args/quickstart.json [--key value ...] [--prepare_only]
+"""
+
+from __future__ import annotations
+
+import logging
+
+from errors import run_main
+
+
+def main() -> None:
+    from transformers import TrainingArguments
+
+    from arguments import FINE_TUNE_CLASSES
+    from config import load_config
+    from training import run_fine_tuning
+
+    (data_args, model_args, loss_args, train_cfg), passthrough, flags = load_config(
+        FINE_TUNE_CLASSES,
+        prog="ep_fine_tune.py",
+        description=__doc__,
+        flags={"prepare_only": "load, shift, downsample and tokenize the data, write data_stats.json, and exit"},
+        passthrough=TrainingArguments,
+    )
+    run_fine_tuning(data_args, model_args, loss_args, train_cfg, passthrough, prepare_only=flags["prepare_only"])
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    run_main(main)

@@ -1,0 +1,152 @@
+"""Loading a trained (or zero-shot) emotion classifier and scoring dialogue turns in batches.
+
+`load_classifier` accepts a fine-tuning `output_dir`, its `model/` or `adapter/` folder, any local
+model folder or a Hub id. Fine-tuned models bring their input settings (`context_turns`,
+separator, `max_length`) from `emotion_predictor.json`; other models get the defaults. A model
+whose labels are our 7 emotions under other names or in another order is mapped by name.
+
+`predict_proba` builds inputs exactly as training does (`utils.encode_turns`), sorts them by
+length, pads each batch dynamically and runs under `torch.inference_mode` (fp16 on CUDA),
+returning probabilities in our label order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from errors import UserError
+from hub import hub_load_error, resolve_model_path
+from labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
+from modeling import read_metadata
+from utils import default_separator, encode_turns
+
+logger = logging.getLogger(__name__)
+DEFAULT_MAX_LENGTH = 256
+
+
+@dataclass
+class Classifier:
+    """A model ready for inference plus the settings that rebuild its inputs."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    context_turns: int
+    separator: str
+    max_length: int
+    output_order: list[int]
+    device: torch.device
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def locate_model_folder(path: str) -> str:
+    """A fine-tuning output_dir means its merged `model/` folder."""
+    merged = os.path.join(path, "model")
+    return merged if os.path.isdir(merged) and not os.path.isfile(os.path.join(path, "config.json")) else path
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+    return torch.device(device)
+
+
+def load_model_and_tokenizer(source: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        if os.path.isfile(os.path.join(source, "adapter_config.json")):
+            from peft import AutoPeftModelForSequenceClassification
+
+            model = AutoPeftModelForSequenceClassification.from_pretrained(source).merge_and_unload()
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise hub_load_error(source, "classifier", err) from None
+    return model, tokenizer
+
+
+def load_classifier(
+    name: str,
+    device: str | None = None,
+    context_turns: int | None = None,
+    separator: str | None = None,
+    max_length: int | None = None,
+) -> Classifier:
+    """Load `name` for inference; explicit settings override the model's saved ones."""
+    path = resolve_model_path(name)
+    source = locate_model_folder(path) if os.path.isdir(path) else path
+    if os.path.isdir(source) and not any(
+        os.path.isfile(os.path.join(source, f)) for f in ("config.json", "adapter_config.json")
+    ):
+        raise UserError(
+            f"{name!r} is not a model folder (no config.json or adapter_config.json); give a fine-tuning "
+            "output_dir, its model/ or adapter/ folder, a model folder or a Hub id"
+        )
+    model, tokenizer = load_model_and_tokenizer(source)
+    labels = {int(k): v for k, v in (model.config.id2label or {}).items()}
+    if len(labels) != NUM_LABELS:
+        raise UserError(
+            f"model {name!r} has {len(labels)} output labels ({', '.join(labels.values())}); "
+            f"an emotion forecaster needs {NUM_LABELS}: {', '.join(EMOTIONS)}"
+        )
+    order = map_head_to_emotions(labels)
+    if order is None:
+        raise UserError(
+            f"model {name!r} labels ({', '.join(labels[i] for i in sorted(labels))}) cannot be mapped by name "
+            f"to ours ({', '.join(EMOTIONS)})"
+        )
+    metadata = (read_metadata(source) if os.path.isdir(source) else None) or {}
+    chosen = pick_device(device)
+    model.to(chosen).eval()
+    if chosen.type == "cuda":
+        model.half()
+    saved_max = metadata.get("max_length", min(DEFAULT_MAX_LENGTH, getattr(tokenizer, "model_max_length", 512)))
+    return Classifier(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        context_turns=context_turns if context_turns is not None else metadata.get("context_turns", 0),
+        separator=separator if separator is not None else metadata.get("context_separator", default_separator(tokenizer)),
+        max_length=max_length if max_length is not None else saved_max,
+        output_order=order,
+        device=chosen,
+        metadata=metadata,
+    )
+
+
+def window(history: Sequence[str], context_turns: int) -> list[str]:
+    """The turns a model sees for a dialogue so far: the last `context_turns` + 1 utterances."""
+    return list(history[-(context_turns + 1) :])
+
+
+def predict_proba(
+    classifier: Classifier, turns: Sequence[Sequence[str]], batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`)."""
+    ids = encode_turns(classifier.tokenizer, turns, classifier.separator, classifier.max_length)
+    order = np.argsort([len(i) for i in ids], kind="stable")
+    result = np.zeros((len(ids), NUM_LABELS), dtype=np.float32)
+    starts = range(0, len(ids), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"scoring {os.path.basename(classifier.name.rstrip('/')) or classifier.name}", unit="batch")
+    with torch.inference_mode():
+        for start in starts:
+            rows = order[start : start + batch_size]
+            batch = classifier.tokenizer.pad({"input_ids": [ids[r] for r in rows]}, return_tensors="pt")
+            batch = {k: v.to(classifier.device) for k, v in batch.items()}
+            logits = classifier.model(**batch).logits.float()
+            result[rows] = torch.softmax(logits[:, classifier.output_order], dim=-1).cpu().numpy()
+    return result

@@ -1,0 +1,60 @@
+"""Classification metrics for next-turn emotion forecasts, and the text report.
+
+Headline figures (names as logged during training and written to `metrics.json`):
+- `Accuracy`, `Balanced_Accuracy` (mean per-class recall), `F1-score` (support-weighted F1) and
+  `Macro_F1` (unweighted mean of the 7 per-class F1 scores), from scikit-learn;
+- `F1-all-class`: per-class F1 from torcheval's `multiclass_f1_score(average=None)` multiplied
+  by the class weights and averaged over the 7 classes (the reference's model-selection metric);
+- `Classes-with-value`: how many classes have a non-zero weighted F1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, f1_score
+from torcheval.metrics.functional import multiclass_f1_score
+
+from labels import EMOTIONS, NUM_LABELS
+
+HEADLINE = ["Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class", "Classes-with-value"]
+
+
+def classification_metrics(
+    labels: Sequence[int] | np.ndarray,
+    predictions: Sequence[int] | np.ndarray,
+    class_weights: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """Headline metrics plus `F1_<class>` for each class."""
+    y_true = np.asarray(labels, dtype=np.int64)
+    y_pred = np.asarray(predictions, dtype=np.int64)
+    classes = list(range(NUM_LABELS))
+    per_class = multiclass_f1_score(
+        torch.from_numpy(y_pred), torch.from_numpy(y_true), num_classes=NUM_LABELS, average=None
+    ).numpy()
+    weights = np.ones(NUM_LABELS) if class_weights is None else np.asarray(class_weights, dtype=np.float64)
+    weighted = per_class * weights
+    result = {
+        "Accuracy": float(accuracy_score(y_true, y_pred)),
+        "Balanced_Accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "F1-score": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
+        "Macro_F1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "F1-all-class": float(weighted.mean()),
+        "Classes-with-value": int(np.count_nonzero(weighted)),
+    }
+    result.update({f"F1_{name}": float(per_class[i]) for i, name in enumerate(EMOTIONS)})
+    return result
+
+
+def format_report(labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray, metrics: dict) -> str:
+    """scikit-learn's classification report, then the headline metrics one per line."""
+    table = classification_report(
+        labels, predictions, labels=list(range(NUM_LABELS)), target_names=EMOTIONS, digits=4, zero_division=0
+    )
+    lines = [table.rstrip(), ""]
+    for name in HEADLINE:
+        value = metrics[name]
+        lines.append(f"{name}: {value}" if isinstance(value, int) else f"{name}: {value:.4f}")
+    return "\n".join(lines) + "\n"

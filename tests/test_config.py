@@ -1,0 +1,106 @@
+"""The shared config loader: typed keys, overrides, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from transformers import TrainingArguments
+
+from arguments import FINE_TUNE_CLASSES
+from config import load_config
+from conftest import ROOT
+from errors import ConfigError
+
+BASE = {"model_name_or_path": "m", "dataset": "d", "output_dir": "o"}
+
+
+def load(tmp_path, values, *extra_argv):
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(values) if not isinstance(values, str) else values)
+    return load_config(FINE_TUNE_CLASSES, ["--json_file", str(path), *extra_argv], passthrough=TrainingArguments)
+
+
+def error_of(tmp_path, values, *extra_argv) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, values, *extra_argv)
+    return str(caught.value)
+
+
+def test_defaults_types_and_passthrough(tmp_path):
+    (data, model, loss, train), passthrough, _ = load(tmp_path, {**BASE, "fp16": True, "logging_steps": 7})
+    assert data.context_turns == 0 and data.neutral_keep_ratio == 1.0
+    assert model.lora_rank == 32 and model.lora_alpha == 64 and model.use_rslora is True
+    assert loss.loss == "focal" and loss.focal_gamma == 8.0 and loss.class_weights == "balanced"
+    assert train.metric_for_best_model == "F1-all-class" and train.report_to == ["wandb"]
+    assert passthrough == {"fp16": True, "logging_steps": 7}
+
+
+def test_command_line_overrides_json(tmp_path):
+    (data, model, loss, train), passthrough, _ = load(
+        tmp_path, BASE, "--context_turns", "2", "--lora_target_modules", "query,key", "--class_weights",
+        "[1,1,1,1,1,1,2]", "--optim=adafactor",
+    )
+    assert data.context_turns == 2
+    assert model.lora_target_modules == ["query", "key"]
+    assert loss.class_weights == [1, 1, 1, 1, 1, 1, 2]
+    assert passthrough == {"optim": "adafactor"}
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({**BASE, "neutral_keep_ratio": 0}, "'neutral_keep_ratio' has value 0: must be in (0, 1]"),
+        ({**BASE, "neutral_keep_ratio": 1.5}, "'neutral_keep_ratio' has value 1.5: must be in (0, 1]"),
+        ({**BASE, "context_turns": -1}, "'context_turns' has value -1: must be >= 0"),
+        ({**BASE, "context_turns": 1.5}, "'context_turns' has value 1.5: expected an integer"),
+        ({**BASE, "loss": "hinge"}, "'loss' has value \"hinge\": expected one of \"focal\", \"cross_entropy\""),
+        ({**BASE, "use_lora": "yes"}, "'use_lora' has value \"yes\": expected true or false"),
+        ({**BASE, "class_weights": [1, 2]}, "a list must hold 7 numbers"),
+        ({**BASE, "fp16": "maybe"}, "'fp16' has value \"maybe\": expected true or false"),
+        ({**BASE, "resume_from_checkpoint": "/no/such/checkpoint"}, "no such folder"),
+        ({**BASE, "lerning_rate": 0.1}, "unknown key 'lerning_rate'; did you mean 'learning_rate'?"),
+        ({**BASE, "neutral_keep_ration": 0.5}, "did you mean 'neutral_keep_ratio'?"),
+        ({"dataset": "d", "output_dir": "o"}, "missing required key 'model_name_or_path'"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(tmp_path, values, expected):
+    assert expected in error_of(tmp_path, values)
+
+
+def test_json_syntax_error_names_file_line_and_column(tmp_path):
+    message = error_of(tmp_path, '{\n  "dataset": "d",\n  "output_dir": "o"\n  "x": 1\n}')
+    assert message.startswith(f"{tmp_path / 'args.json'}:4:3: invalid JSON")
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(FINE_TUNE_CLASSES, ["--json_file", str(tmp_path / "nope.json")])
+
+
+def run_script(*argv):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "ep_fine_tune.py", *argv], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**BASE, "context_turns": -3}))
+    done = run_script("--json_file", str(path))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {path}: key 'context_turns' has value -3: must be >= 0"]
+
+
+def test_help_lists_every_key_with_type_and_default():
+    done = run_script("--help")
+    assert done.returncode == 0
+    for cls in FINE_TUNE_CLASSES:
+        for name in cls.__dataclass_fields__:
+            assert f"--{name}" in done.stdout
+    assert "(float, default 1.0) fraction of neutral train rows kept" in " ".join(done.stdout.split())

@@ -1,0 +1,197 @@
+"""Fine-tuning end to end on tiny offline models: outputs, losses, heads, resume, hardware."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback, pipeline
+
+from arguments import LossArguments, ModelArguments
+from conftest import build_tiny_bert, tiny_config
+from errors import UserError
+from focal_loss import FocalLoss
+from labels import EMOTIONS
+from modeling import apply_lora, load_base_model
+from training import WeightedLossTrainer, class_weights_for, prepare_tracking, run_fine_tuning, training_arguments
+
+REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
+
+
+def read_json(*parts):
+    with open(os.path.join(*parts), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def test_focal_run_leaves_the_documented_outputs(tiny_run_dir):
+    for name in ("run_config.json", "data_stats.json", "metrics.json", "report.txt"):
+        assert os.path.isfile(os.path.join(tiny_run_dir, name))
+    assert os.path.isfile(os.path.join(tiny_run_dir, "adapter", "adapter_config.json"))
+    assert any(n.startswith("checkpoint-") for n in os.listdir(os.path.join(tiny_run_dir, "checkpoints")))
+    metadata = read_json(tiny_run_dir, "model", "emotion_predictor.json")
+    assert metadata["context_turns"] == 0 and metadata["context_separator"] == " [SEP] "
+    config = read_json(tiny_run_dir, "model", "config.json")
+    assert config["id2label"] == {str(i): n for i, n in enumerate(EMOTIONS)}
+    metrics = read_json(tiny_run_dir, "metrics.json")
+    for split in ("validation", "test"):
+        assert set(metrics[split]) >= {"Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class", "Classes-with-value"}
+    stats = read_json(tiny_run_dir, "data_stats.json")
+    assert stats["splits"]["test"]["rows"] == sum(stats["splits"]["test"]["counts"].values())
+    assert read_json(tiny_run_dir, "run_config.json")["loss"] == "focal"
+    assert not [n for n in os.listdir(tiny_run_dir) if ".tmp-" in n]
+
+
+def test_merged_model_in_pipeline_matches_adapter_plus_base(tiny_run_dir, tiny_model_dir, tiny_dataset_dir):
+    from peft import PeftModel
+
+    texts = ["hello how are you", "i lost my keys", "wow really great party tonight"]
+    classify = pipeline("text-classification", model=os.path.join(tiny_run_dir, "model"), top_k=None)
+    merged = {row["label"]: row["score"] for row in classify(texts[1:2])[0]}
+    assert set(merged) == set(EMOTIONS)
+    base, _ = load_base_model(tiny_model_dir)
+    adapted = PeftModel.from_pretrained(base, os.path.join(tiny_run_dir, "adapter")).eval()
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(tiny_run_dir, "adapter"))
+    with torch.no_grad():
+        probs = torch.softmax(adapted(**tokenizer(texts, return_tensors="pt", padding=True)).logits, -1)
+    for i, name in enumerate(EMOTIONS):
+        assert merged[name] == pytest.approx(probs[1, i].item(), abs=1e-5)
+    pipe_labels = [max(r, key=lambda x: x["score"])["label"] for r in classify(texts)]
+    assert pipe_labels == [EMOTIONS[i] for i in probs.argmax(-1).tolist()]
+
+
+def test_cross_entropy_run_trains_and_records_its_loss(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    out = str(tmp_path / "ce")
+    result = run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, out, loss="cross_entropy", class_weights="none", max_steps=4)
+    )
+    assert read_json(out, "run_config.json")["loss"] == "cross_entropy"
+    assert 0 <= result.metrics["test"]["Accuracy"] <= 1
+    assert result.metrics["class_weights"] == [1.0] * 7
+    history = read_json(out, "checkpoints", "checkpoint-4", "trainer_state.json")["log_history"]
+    assert any("eval_F1-all-class" in entry for entry in history)
+
+
+def test_head_reordering_keeps_each_named_logit(tmp_path):
+    folder = build_tiny_bert(str(tmp_path / "ref"), id2label=REFERENCE_ORDER)
+    original = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model, head = load_base_model(folder)
+    assert head == "reordered" and model.config.id2label[4] == "happiness"
+    ids = AutoTokenizer.from_pretrained(folder)(["i lost my keys"], return_tensors="pt")
+    with torch.no_grad():
+        before, after = original(**ids).logits[0], model.eval()(**ids).logits[0]
+    for ours, name in enumerate(EMOTIONS):
+        theirs = {"happiness": "joy"}.get(name, name)
+        index = [i for i, n in REFERENCE_ORDER.items() if n == theirs][0]
+        assert after[ours].item() == pytest.approx(before[index].item(), abs=1e-6)
+
+
+def test_unrelated_labels_get_a_new_head(tiny_model_dir):
+    model, head = load_base_model(tiny_model_dir)
+    assert head == "new" and model.config.num_labels == 7 and model.config.id2label[0] == "neutral"
+
+
+def test_unknown_model_type_without_targets_is_a_clear_error(tiny_model_dir):
+    model, _ = load_base_model(tiny_model_dir)
+    model.config.model_type = "mystery"
+    with pytest.raises(UserError, match="no default lora_target_modules for model type 'mystery'.*query"):
+        apply_lora(model, ModelArguments(model_name_or_path="x"))
+    with pytest.raises(UserError, match="lora_target_modules nope not found"):
+        apply_lora(model, ModelArguments(model_name_or_path="x", lora_target_modules=["nope"]))
+
+
+def test_missing_model_folder_and_uncached_hub_id_fail_at_once(tmp_path):
+    with pytest.raises(UserError, match="model folder .* does not exist"):
+        load_base_model(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="not in the local Hugging Face cache"):
+        load_base_model("someone/not-a-cached-model")
+
+
+def test_balanced_class_weights_follow_scikit_learn():
+    labels = np.array([0] * 50 + [1] * 5 + [4] * 20 + [6] * 5)
+    weights = class_weights_for(LossArguments(), labels)
+    expected = compute_class_weight("balanced", classes=np.array([0, 1, 4, 6]), y=labels)
+    assert np.allclose(np.array(weights)[[0, 1, 4, 6]], expected)
+    assert weights[2] == weights[3] == weights[5] == 0.0
+
+
+def test_loss_is_exact_under_gradient_accumulation(tiny_run_dir):
+    model = AutoModelForSequenceClassification.from_pretrained(os.path.join(tiny_run_dir, "model")).eval()
+    trainer = WeightedLossTrainer.__new__(WeightedLossTrainer)
+    trainer.loss_fn = FocalLoss(alpha=[0.5, 2, 3, 4, 1, 2, 2], gamma=2, reduction="sum")
+    torch.manual_seed(0)
+    inputs = {"input_ids": torch.randint(5, 50, (8, 6)), "labels": torch.randint(0, 7, (8,))}
+    whole = trainer.compute_loss(model, dict(inputs))
+    halves = [
+        trainer.compute_loss(model, {k: v[s] for k, v in inputs.items()}, num_items_in_batch=8)
+        for s in (slice(0, 4), slice(4, 8))
+    ]
+    assert torch.allclose(whole, halves[0] + halves[1], atol=1e-6)
+
+
+def test_cpu_replaces_fp16_and_paged_optimizer(tmp_path, tiny_model_dir, tiny_dataset_dir, caplog):
+    *_, train_cfg, passthrough = tiny_config(
+        tiny_model_dir, tiny_dataset_dir, str(tmp_path), fp16=True, optim="paged_adamw_32bit"
+    )
+    with caplog.at_level(logging.WARNING):
+        args = training_arguments(train_cfg, passthrough)
+    if torch.cuda.is_available():
+        pytest.skip("this check is about machines without CUDA")
+    assert args.fp16 is False and args.optim == "adamw_torch"
+    assert [r.message for r in caplog.records if "No CUDA device" in r.message] == [
+        "No CUDA device: fp16 -> float32, optim paged_adamw_32bit -> adamw_torch"
+    ]
+
+
+def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert prepare_tracking(["wandb"]) == ["wandb"]
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert prepare_tracking(["none"]) == ["none"]
+
+
+class StopAfterStep(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    settings = dict(max_steps=6, eval_strategy="steps", eval_steps=2, num_train_epochs=3, save_total_limit=5)
+    straight = run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "a"), **settings))
+    broken = tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "b"), **settings)
+    with pytest.raises(KeyboardInterrupt):
+        run_fine_tuning(*broken, callbacks=[StopAfterStep(4)])
+    assert not os.path.exists(tmp_path / "b" / "metrics.json")
+    resumed = run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "b"), resume_from_checkpoint=True, **settings)
+    )
+    for split in ("validation", "test"):
+        for name, value in straight.metrics[split].items():
+            assert resumed.metrics[split][name] == pytest.approx(value, abs=1e-9), (split, name)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    with pytest.raises(UserError, match="holds no checkpoint"):
+        run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path), resume_from_checkpoint=True))
+
+
+def test_gradient_checkpointing_trains_lora_weights(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    out = str(tmp_path / "gc")
+    run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, out, gradient_checkpointing=True, max_steps=2, lora_dropout=0.0)
+    )
+    from safetensors.torch import load_file
+
+    weights = load_file(os.path.join(out, "adapter", "adapter_model.safetensors"))
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and all(torch.count_nonzero(v) > 0 for v in lora_b)

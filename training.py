@@ -1,0 +1,277 @@
+"""The fine-tuning run: data, model, loss, Trainer, and everything written to `output_dir`.
+
+`run_fine_tuning` is the one code path behind `ep_fine_tune.py` (and each sweep trial). It
+writes, atomically: `run_config.json`, `data_stats.json`, `checkpoints/`, `adapter/`, `model/`,
+`metrics.json` and `report.txt`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+from arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
+from errors import UserError
+from focal_loss import FocalLoss
+from hub import can_connect, hub_load_error
+from labels import EMOTIONS, NUM_LABELS
+from metrics import classification_metrics, format_report
+from modeling import apply_lora, load_base_model, load_tokenizer, save_model
+from output_files import write_json, write_text
+from utils import default_separator, format_stats_table, prepare_splits, tokenize_split
+
+logger = logging.getLogger(__name__)
+GPU_ONLY_OPTIMIZER_MARKERS = ("paged", "8bit", "bnb")
+
+
+def class_weights_for(loss_args: LossArguments, train_labels: np.ndarray) -> list[float]:
+    """Per-class weights; 'balanced' gives n / (k * count_c) over the classes present in train."""
+    if isinstance(loss_args.class_weights, list):
+        return [float(w) for w in loss_args.class_weights]
+    if loss_args.class_weights == "none":
+        return [1.0] * NUM_LABELS
+    present = np.unique(train_labels)
+    balanced = compute_class_weight("balanced", classes=present, y=train_labels)
+    weights = np.zeros(NUM_LABELS)
+    weights[present] = balanced
+    return weights.tolist()
+
+
+def build_loss(loss_args: LossArguments, weights: list[float]) -> FocalLoss:
+    """Focal loss, or cross entropy as focal loss with gamma 0 (the same code path)."""
+    gamma = loss_args.focal_gamma if loss_args.loss == "focal" else 0.0
+    return FocalLoss(alpha=weights, gamma=gamma, reduction="sum")
+
+
+class WeightedLossTrainer(Trainer):
+    """A Trainer whose loss is our (focal or cross-entropy) loss with class weights.
+
+    `compute_loss` sums the per-example losses and divides by `num_items_in_batch`, the number of
+    examples in the whole accumulated batch, so gradient accumulation gives the same gradient as
+    one large batch.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args: Any, loss_fn: FocalLoss, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+        # Makes Trainer count `num_items_in_batch` across accumulated micro-batches for us.
+        self.model_accepts_loss_kwargs = True
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        total = self.loss_fn(outputs.logits, labels)
+        count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+        loss = total / count
+        return (loss, outputs) if return_outputs else loss
+
+
+def adapt_to_hardware(settings: dict[str, Any]) -> dict[str, Any]:
+    """On a machine without CUDA, swap fp16/bf16 and GPU-only optimizers for float32 + adamw_torch."""
+    if torch.cuda.is_available():
+        return settings
+    changed = []
+    for flag in ("fp16", "bf16"):
+        if settings.get(flag):
+            settings[flag] = False
+            changed.append(f"{flag} -> float32")
+    optim = str(settings.get("optim", ""))
+    if any(marker in optim for marker in GPU_ONLY_OPTIMIZER_MARKERS):
+        settings["optim"] = "adamw_torch"
+        changed.append(f"optim {optim} -> adamw_torch")
+    settings["dataloader_pin_memory"] = False
+    if changed:
+        logger.warning("No CUDA device: %s", ", ".join(changed))
+    return settings
+
+
+def has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = os.path.expanduser("~/.netrc")
+    return os.path.isfile(netrc) and "api.wandb.ai" in open(netrc, encoding="utf-8").read()
+
+
+def prepare_tracking(report_to: list[str]) -> list[str]:
+    """Trackers to use; wandb goes offline by itself when it has no credentials or no network."""
+    report_to = [r for r in report_to if r != "none"]
+    if "wandb" in report_to and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+        if not has_wandb_credentials() or not can_connect("api.wandb.ai"):
+            os.environ["WANDB_MODE"] = "offline"
+            logger.warning(
+                "wandb: no credentials or no network, logging offline to ./wandb; upload later with "
+                "`uv run wandb sync wandb/offline-run-*` after `uv run wandb login`"
+            )
+    return report_to or ["none"]
+
+
+def training_arguments(cfg: TrainingConfig, passthrough: dict[str, Any]) -> TrainingArguments:
+    """TrainingArguments from our keys (reference names) plus any pass-through keys."""
+    settings: dict[str, Any] = {
+        "output_dir": os.path.join(cfg.output_dir, "checkpoints"),
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": cfg.eval_batch_size or 2 * cfg.batch_size,
+        "num_train_epochs": cfg.num_train_epochs,
+        "max_steps": cfg.max_steps,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "weight_decay": cfg.weight_decay,
+        "warmup_steps": cfg.warmup_ratio,
+        "max_grad_norm": cfg.max_grad_norm,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
+        "eval_strategy": cfg.eval_strategy,
+        "save_strategy": cfg.eval_strategy,
+        "eval_steps": cfg.eval_steps,
+        "save_steps": cfg.eval_steps,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": cfg.metric_for_best_model,
+        "greater_is_better": cfg.metric_for_best_model != "loss",
+        "save_total_limit": 2,
+        "seed": cfg.seed,
+        "report_to": prepare_tracking(cfg.report_to),
+        "run_name": cfg.run_name,
+        "logging_steps": 50,
+        "optim": "adamw_torch",
+    }
+    settings.update(passthrough)
+    if settings.get("gradient_checkpointing"):
+        # Re-entrant checkpointing loses gradients when the frozen embeddings need none (LoRA).
+        settings.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
+    try:
+        return TrainingArguments(**adapt_to_hardware(settings))
+    except (ValueError, TypeError) as err:
+        raise UserError(f"invalid training setting: {str(err).splitlines()[0]}") from None
+
+
+def metrics_function(weights: list[float]):
+    def compute(prediction: Any) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), weights)
+
+    return compute
+
+
+def resume_target(cfg: TrainingConfig) -> bool | str | None:
+    """The checkpoint to resume from, or None; `true` needs a checkpoint to exist."""
+    if cfg.resume_from_checkpoint is True:
+        folder = os.path.join(cfg.output_dir, "checkpoints")
+        if not (os.path.isdir(folder) and any(n.startswith("checkpoint-") for n in os.listdir(folder))):
+            raise UserError(
+                f"resume_from_checkpoint is true but {folder} holds no checkpoint; "
+                "set it to false to start a new run"
+            )
+    return cfg.resume_from_checkpoint or None
+
+
+@dataclasses.dataclass
+class FineTuneResult:
+    output_dir: str
+    metrics: dict[str, Any]
+
+
+def run_fine_tuning(
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    loss_args: LossArguments,
+    train_cfg: TrainingConfig,
+    passthrough: dict[str, Any] | None = None,
+    prepare_only: bool = False,
+    callbacks: list[TrainerCallback] | None = None,
+) -> FineTuneResult:
+    """Fine-tune per the config and write the run's outputs; see the module docstring."""
+    passthrough = dict(passthrough or {})
+    started = time.time()
+    out = train_cfg.output_dir
+    os.makedirs(out, exist_ok=True)
+    write_json(
+        os.path.join(out, "run_config.json"),
+        {**{k: v for a in (data_args, model_args, loss_args, train_cfg) for k, v in dataclasses.asdict(a).items()}, **passthrough},
+    )
+    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
+    separator = data_args.context_separator if data_args.context_separator is not None else default_separator(tokenizer)
+    max_length = min(data_args.max_length, getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length)
+
+    data = prepare_splits(
+        data_args.dataset,
+        context_turns=data_args.context_turns,
+        neutral_keep_ratio=data_args.neutral_keep_ratio,
+        seed=train_cfg.seed,
+        dataset_config=data_args.dataset_config,
+        max_rows={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples},
+    )
+    write_json(os.path.join(out, "data_stats.json"), data.stats)
+    print(format_stats_table(data.stats))
+    tokenized = {
+        split: tokenize_split(frame, tokenizer, separator, max_length, data_args.data_cache_dir)
+        for split, frame in data.splits.items()
+    }
+    if prepare_only:
+        return FineTuneResult(out, {})
+
+    weights = class_weights_for(loss_args, data.splits["train"]["label"].to_numpy())
+    logger.info("Class weights: %s", ", ".join(f"{n} {w:.3f}" for n, w in zip(EMOTIONS, weights)))
+    args = training_arguments(train_cfg, passthrough)
+    torch.manual_seed(train_cfg.seed)
+    model, head = load_base_model(model_args.model_name_or_path, model_args.trust_remote_code)
+    if model_args.use_lora:
+        model = apply_lora(model, model_args)
+    trainer = WeightedLossTrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=metrics_function(weights),
+        callbacks=callbacks,
+        loss_fn=build_loss(loss_args, weights),
+    )
+    trainer.train(resume_from_checkpoint=resume_target(train_cfg))
+
+    metadata = {
+        "context_turns": data_args.context_turns,
+        "context_separator": separator,
+        "max_length": max_length,
+        "class_names": EMOTIONS,
+        "class_weights": weights,
+        "base_model": model_args.model_name_or_path,
+        "head": head,
+        "decision_rule": "argmax",
+    }
+    merged = save_model(trainer.model, tokenizer, out, metadata)
+    trainer.model = merged
+    results: dict[str, Any] = {"head": head, "class_weights": weights}
+    for split in ("validation", "test"):
+        output = trainer.predict(tokenized[split], metric_key_prefix=split)
+        predictions = np.argmax(output.predictions, axis=-1)
+        results[split] = classification_metrics(output.label_ids, predictions, weights)
+        if split == "test":
+            report = format_report(output.label_ids, predictions, results[split])
+            write_text(os.path.join(out, "report.txt"), report)
+            print(report)
+    results["train_seconds"] = round(time.time() - started, 1)
+    write_json(os.path.join(out, "metrics.json"), results)
+    if train_cfg.push_to_hub:
+        try:
+            merged.push_to_hub(train_cfg.fine_tuned_model)
+            tokenizer.push_to_hub(train_cfg.fine_tuned_model)
+        except Exception as err:  # the Hub client raises many types; all mean "push failed"
+            raise hub_load_error(train_cfg.fine_tuned_model, "push target", err) from None
+    return FineTuneResult(out, results)

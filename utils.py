@@ -1,0 +1,444 @@
+"""Dataset helpers: load DailyDialog-style sources, shift labels to the next turn, add dialogue
+context, downsample neutral rows, tokenize (cached) and count classes.
+
+Three source layouts are detected from their columns:
+
+- `dialogues`: one dialogue per row, `dialog_id, utterances, emotions[, acts]` (lists); the
+  layout of `../shared/data/dailydialog/*.jsonl`.
+- `utterances`: one utterance per row, `dialog_id, utterance, emotion[, turn][, turn_type|act]`.
+  Turn order is the `turn` column when present, else the order of the rows of each dialogue
+  in the file (rows of different dialogues may be interleaved). This is the layout of
+  `benjaminbeilharz/better_daily_dialog`.
+- `shifted`: already one row per example, `text, label` (`Shotaro30678/daily_dialog_for_EP`).
+
+A source is a local folder holding `<split>.jsonl|.json|.parquet|.csv` files or a Hugging Face
+Hub dataset id. Every problem with a source raises `UserError` with the file and the fix.
+
+After `prepare_splits`, each split is a DataFrame with one row per example: `dialog_id`, `turn`
+(index of the current utterance in its dialogue), `turns` (the context utterances followed by
+the current one, oldest first), `text` (the current utterance) and `label` (the emotion of the
+next utterance, 0..6 in `labels.EMOTIONS` order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from errors import UserError
+from labels import EMOTIONS, NUM_LABELS, canonical_emotion
+
+SPLITS = ("train", "validation", "test")
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "dialogues": ("dialog_id", "utterances", "emotions"),
+    "utterances": ("dialog_id", "utterance", "emotion"),
+    "shifted": ("text", "label"),
+}
+TOKENIZATION_VERSION = 1  # bump when the tokenized-cache format or input building changes
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def read_jsonl(path: str) -> pd.DataFrame:
+    """Read a JSON Lines file; a malformed line is an error naming the file and line number."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{number}: malformed JSON line ({err.msg}); fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+            rows.append(row)
+    if not rows:
+        raise UserError(f"{path} is empty; it must hold at least one row")
+    return pd.DataFrame(rows)
+
+
+def read_table(path: str) -> pd.DataFrame:
+    """Read one split file (JSONL, JSON array, parquet or CSV)."""
+    if os.path.getsize(path) == 0:
+        raise UserError(f"{path} is empty; it must hold at least one row")
+    if path.endswith(".parquet"):
+        frame = pd.read_parquet(path)
+    elif path.endswith(".csv"):
+        frame = pd.read_csv(path)
+    else:
+        try:
+            frame = read_jsonl(path)
+        except UserError:
+            if not path.endswith(".json"):
+                raise
+            try:
+                frame = pd.read_json(path)
+            except ValueError as err:
+                raise UserError(f"{path}: not valid JSON or JSON Lines ({err})") from None
+    if frame.empty:
+        raise UserError(f"{path} is empty; it must hold at least one row")
+    return frame
+
+
+def detect_layout(columns: Sequence[str], where: str) -> str:
+    """The layout whose required columns are all present; otherwise an error listing both."""
+    present = set(columns)
+    for name, required in LAYOUTS.items():
+        if present.issuperset(required):
+            return name
+    closest = max(LAYOUTS, key=lambda name: len(present.intersection(LAYOUTS[name])))
+    missing = [c for c in LAYOUTS[closest] if c not in present]
+    accepted = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in LAYOUTS.items())
+    raise UserError(
+        f"{where} has columns {', '.join(map(str, columns))} and matches no known layout "
+        f"(closest: {closest}, missing {', '.join(missing)}); accepted layouts are {accepted}"
+    )
+
+
+def find_split_file(folder: str, split: str) -> str:
+    for suffix in FILE_SUFFIXES:
+        path = os.path.join(folder, split + suffix)
+        if os.path.isfile(path):
+            return path
+    present = sorted(os.listdir(folder))
+    raise UserError(
+        f"dataset folder {folder} has no {split} split: expected one of "
+        f"{', '.join(split + s for s in FILE_SUFFIXES)}; it holds {', '.join(present) or 'nothing'}"
+    )
+
+
+def load_hub_splits(dataset: str, config_name: str | None, splits: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Load splits of a Hub dataset with `datasets.load_dataset` (fails at once when offline)."""
+    import datasets
+
+    from hub import go_offline_if_unreachable
+
+    go_offline_if_unreachable()
+    try:
+        loaded = datasets.load_dataset(dataset, config_name)
+    except Exception as err:  # datasets raises many types; all mean "cannot load this id"
+        raise UserError(
+            f"cannot load dataset {dataset!r} from the Hugging Face Hub or its cache "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "check the id and your connection, or point `dataset` at a local folder"
+        ) from None
+    frames = {}
+    for split in splits:
+        if split not in loaded:
+            raise UserError(f"Hub dataset {dataset!r} has no {split!r} split; it has {', '.join(loaded)}")
+        frames[split] = loaded[split].to_pandas()
+    return frames
+
+
+def load_source(dataset: str, splits: Sequence[str], config_name: str | None = None) -> dict[str, tuple[pd.DataFrame, str]]:
+    """Read the raw splits of a source; each split comes with a label for error messages."""
+    path = os.path.expanduser(dataset)
+    if os.path.isdir(path):
+        found = {split: find_split_file(path, split) for split in splits}
+        return {split: (read_table(file), file) for split, file in found.items()}
+    if os.path.exists(path) or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
+        raise UserError(
+            f"dataset {dataset!r} is not a folder; give a folder holding train/validation/test "
+            "files (.jsonl, .json, .parquet or .csv) or a Hugging Face Hub dataset id"
+        )
+    frames = load_hub_splits(dataset, config_name, splits)
+    return {split: (frame, f"{dataset} [{split}]") for split, frame in frames.items()}
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def emotion_codes(values: pd.Series, where: str) -> np.ndarray:
+    """Emotion labels as int codes 0..6; names (and their synonyms) are accepted too."""
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise UserError(f"{where}: row {row} has no emotion label; every utterance needs one (0..6)")
+    if values.dtype == object and values.map(lambda v: isinstance(v, str)).all():
+        mapped = values.map(canonical_emotion)
+        if mapped.isna().any():
+            bad = values[mapped.isna()].iloc[0]
+            raise UserError(f"{where}: unknown emotion name {bad!r}; use 0..6 or one of {', '.join(EMOTIONS)}")
+        return mapped.map(EMOTIONS.index).to_numpy(dtype=np.int64)
+    try:
+        codes = pd.to_numeric(values).to_numpy()
+    except (ValueError, TypeError):
+        raise UserError(f"{where}: emotion labels must be integers 0..6 or emotion names") from None
+    bad = (codes < 0) | (codes >= NUM_LABELS) | (codes != np.round(codes))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(
+            f"{where}: row {row} has emotion label {codes[row].item()!r}, outside 0..{NUM_LABELS - 1} "
+            f"({', '.join(f'{i} {n}' for i, n in enumerate(EMOTIONS))})"
+        )
+    return codes.astype(np.int64)
+
+
+def explode_dialogues(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """One row per utterance from one row per dialogue, with a `turn` index."""
+    lengths = frame["utterances"].map(lambda u: len(u) if isinstance(u, (list, np.ndarray)) else -1)
+    emotion_lengths = frame["emotions"].map(lambda u: len(u) if isinstance(u, (list, np.ndarray)) else -1)
+    bad = (lengths < 0) | (lengths != emotion_lengths)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"{where}: dialogue on line {row + 1} (dialog_id {frame['dialog_id'].iloc[row]!r}) has "
+            f"{lengths.iloc[row]} utterances but {emotion_lengths.iloc[row]} emotions; they must be lists of equal length"
+        )
+    repeat = lengths.to_numpy()
+    return pd.DataFrame(
+        {
+            "dialog_id": np.repeat(frame["dialog_id"].to_numpy(), repeat),
+            "turn": np.concatenate([np.arange(n) for n in repeat]) if len(repeat) else np.array([], dtype=int),
+            "utterance": [u for utterances in frame["utterances"] for u in utterances],
+            "emotion": [e for emotions in frame["emotions"] for e in emotions],
+        }
+    )
+
+
+def order_utterances(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sort utterances by dialogue, then by turn (or by file order within a dialogue)."""
+    frame = frame.copy()
+    if "turn" not in frame.columns:
+        frame["turn"] = frame.groupby("dialog_id", sort=False).cumcount()
+    frame = frame.sort_values(["dialog_id", "turn"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+# --------------------------------------------------------------------------- shift and context
+
+
+def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0) -> pd.DataFrame:
+    """Label each utterance with the next utterance's emotion and build its input turns.
+
+    `utterances` is sorted by (dialog_id, turn). The last utterance of each dialogue has no next
+    turn and is dropped. `turns` holds up to `context_turns` previous utterances of the same
+    dialogue followed by the current one; nothing after the current utterance is included.
+    """
+    dialog = utterances["dialog_id"].to_numpy()
+    text = utterances["utterance"].to_numpy(dtype=object)
+    emotion = utterances["emotion"].to_numpy()
+    has_next = np.zeros(len(dialog), dtype=bool)
+    has_next[:-1] = dialog[:-1] == dialog[1:]
+    keep = np.flatnonzero(has_next)
+    turns = [[t] for t in text[keep]]
+    for back in range(1, context_turns + 1):
+        source = keep - back
+        valid = source >= 0
+        valid[valid] = dialog[source[valid]] == dialog[keep[valid]]
+        for row in np.flatnonzero(valid):
+            turns[row].insert(0, text[source[row]])
+    return pd.DataFrame(
+        {
+            "dialog_id": dialog[keep],
+            "turn": utterances["turn"].to_numpy()[keep],
+            "turns": turns,
+            "text": text[keep],
+            "label": emotion[keep + 1].astype(np.int64),
+        }
+    )
+
+
+def normalise_split(frame: pd.DataFrame, where: str, context_turns: int) -> pd.DataFrame:
+    """Any source layout -> one shifted example per row (see module docstring)."""
+    layout = detect_layout(list(frame.columns), where)
+    if layout == "shifted":
+        if context_turns > 0:
+            raise UserError(
+                f"{where} is already shifted (columns text, label) and has no dialogue structure left, "
+                "so context_turns must be 0; use a dialogue- or utterance-level source for context"
+            )
+        if frame["text"].isna().any():
+            raise UserError(f"{where}: row {int(frame['text'].isna().to_numpy().argmax())} has no text")
+        return pd.DataFrame(
+            {
+                "dialog_id": np.arange(len(frame)),
+                "turn": np.zeros(len(frame), dtype=np.int64),
+                "turns": [[t] for t in frame["text"].astype(str)],
+                "text": frame["text"].astype(str).to_numpy(dtype=object),
+                "label": emotion_codes(frame["label"], where),
+            }
+        )
+    if layout == "dialogues":
+        frame = explode_dialogues(frame, where)
+    else:
+        frame = frame[[c for c in ("dialog_id", "turn", "utterance", "emotion") if c in frame.columns]]
+    if frame["utterance"].isna().any():
+        row = int(frame["utterance"].isna().to_numpy().argmax())
+        raise UserError(f"{where}: utterance {row} has no text; every utterance needs a string")
+    frame = frame.assign(emotion=emotion_codes(frame["emotion"], where), utterance=frame["utterance"].astype(str))
+    return shift_to_next_turn(order_utterances(frame), context_turns)
+
+
+def downsample_neutral(frame: pd.DataFrame, keep_ratio: float, seed: int) -> pd.DataFrame:
+    """Keep floor(n * keep_ratio + 0.5) of the n neutral rows, chosen by `seed`; order is kept."""
+    if keep_ratio >= 1.0:
+        return frame
+    neutral = np.flatnonzero(frame["label"].to_numpy() == 0)
+    keep_count = math.floor(len(neutral) * keep_ratio + 0.5)
+    kept = np.random.default_rng(seed).choice(neutral, size=keep_count, replace=False)
+    mask = frame["label"].to_numpy() != 0
+    mask[kept] = True
+    return frame[mask].reset_index(drop=True)
+
+
+def subsample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """At most `max_rows` rows, drawn by `seed` and kept in their original order."""
+    if max_rows is None or len(frame) <= max_rows:
+        return frame
+    rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
+    return frame.iloc[rows].reset_index(drop=True)
+
+
+def class_counts(labels: Sequence[int] | np.ndarray) -> dict[str, int]:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=NUM_LABELS)
+    return {name: int(counts[i]) for i, name in enumerate(EMOTIONS)}
+
+
+@dataclass
+class PreparedData:
+    """Shifted splits plus the per-split statistics written to `data_stats.json`."""
+
+    splits: dict[str, pd.DataFrame]
+    stats: dict[str, Any]
+
+
+def prepare_splits(
+    dataset: str,
+    splits: Sequence[str] = SPLITS,
+    context_turns: int = 0,
+    neutral_keep_ratio: float = 1.0,
+    seed: int = 42,
+    dataset_config: str | None = None,
+    max_rows: dict[str, int | None] | None = None,
+) -> PreparedData:
+    """Load, shift and (train only) downsample a source; see the module docstring."""
+    raw = load_source(dataset, splits, dataset_config)
+    result: dict[str, pd.DataFrame] = {}
+    stats: dict[str, Any] = {"class_names": EMOTIONS, "context_turns": context_turns, "splits": {}}
+    for split, (frame, where) in raw.items():
+        shifted = normalise_split(frame, where, context_turns)
+        entry: dict[str, Any] = {"rows": len(shifted), "counts": class_counts(shifted["label"])}
+        if split == "train":
+            shifted = downsample_neutral(shifted, neutral_keep_ratio, seed)
+            entry["neutral_keep_ratio"] = neutral_keep_ratio
+            entry["rows_after_downsampling"] = len(shifted)
+            entry["counts_after_downsampling"] = class_counts(shifted["label"])
+        limit = (max_rows or {}).get(split)
+        if limit is not None and limit < len(shifted):
+            shifted = subsample(shifted, limit, seed)
+            entry["rows_used"] = len(shifted)
+            entry["counts_used"] = class_counts(shifted["label"])
+        if shifted.empty:
+            raise UserError(f"{where}: no rows left after the next-turn shift (every dialogue has a single utterance)")
+        result[split] = shifted
+        stats["splits"][split] = entry
+    return PreparedData(result, stats)
+
+
+def format_stats_table(stats: dict[str, Any]) -> str:
+    """A short plain-text table of the rows used per split and class."""
+    header = f"{'split':<11}{'rows':>8}" + "".join(f"{name[:9]:>10}" for name in EMOTIONS)
+    lines = [header]
+    for split, entry in stats["splits"].items():
+        counts = entry.get("counts_used") or entry.get("counts_after_downsampling") or entry["counts"]
+        lines.append(f"{split:<11}{sum(counts.values()):>8}" + "".join(f"{counts[n]:>10}" for n in EMOTIONS))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- tokenization
+
+
+def default_separator(tokenizer: Any) -> str:
+    """The text placed between context turns: the tokenizer's separator token, or ' | '."""
+    sep = getattr(tokenizer, "sep_token", None)
+    return f" {sep} " if sep else " | "
+
+
+def special_token_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after a single sequence (e.g. [CLS] ... [SEP])."""
+    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
+    wrapped = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(wrapped) - len(probe) + 1):
+        if wrapped[start : start + len(probe)] == probe:
+            return wrapped[:start], wrapped[start + len(probe) :]
+    return [], []
+
+
+def encode_turns(tokenizer: Any, turns: Sequence[Sequence[str]], separator: str, max_length: int) -> list[list[int]]:
+    """Token ids for each example: context turns and current utterance joined by `separator`.
+
+    When the text is too long, the oldest tokens are dropped first; the current utterance is
+    cut (keeping its beginning) only if it alone exceeds the budget.
+    """
+    prefix, suffix = special_token_wrap(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    if budget < 1:
+        raise UserError(f"max_length {max_length} leaves no room for text after the special tokens")
+    joined, starts = [], []
+    for row in turns:
+        context = separator.join(row[:-1]) + separator if len(row) > 1 else ""
+        joined.append(context + row[-1])
+        starts.append(len(context))
+    encoded = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
+    ids_out = []
+    for ids, offsets, start in zip(encoded["input_ids"], encoded["offset_mapping"], starts):
+        split_at = next((i for i, (begin, end) in enumerate(offsets) if begin >= start and end > begin), len(ids))
+        context_ids, current_ids = ids[:split_at], ids[split_at:][:budget]
+        room = budget - len(current_ids)
+        context_ids = context_ids[len(context_ids) - room :] if room > 0 else []
+        ids_out.append(prefix + context_ids + current_ids + suffix)
+    return ids_out
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(frame[["dialog_id", "turn", "label"]], index=False).to_numpy().tobytes())
+    digest.update("\x1f".join("\x1e".join(t) for t in frame["turns"]).encode())
+    return digest.hexdigest()
+
+
+def tokenize_split(
+    frame: pd.DataFrame, tokenizer: Any, separator: str, max_length: int, cache_dir: str | None = None
+) -> Any:
+    """A `datasets.Dataset` with `input_ids`, `labels` and `length` (unpadded), cached on disk.
+
+    The cache key covers the rows, the labels, the tokenizer, the separator and `max_length`,
+    so a changed input never reuses a stale cache.
+    """
+    import datasets
+
+    key = hashlib.sha256(
+        json.dumps(
+            [TOKENIZATION_VERSION, frame_fingerprint(frame), tokenizer_fingerprint(tokenizer), separator, max_length]
+        ).encode()
+    ).hexdigest()[:24]
+    path = os.path.join(os.path.expanduser(cache_dir), key) if cache_dir else None
+    if path and os.path.isdir(path):
+        return datasets.load_from_disk(path)
+    ids = encode_turns(tokenizer, frame["turns"].tolist(), separator, max_length)
+    dataset = datasets.Dataset.from_dict(
+        {"input_ids": ids, "labels": frame["label"].tolist(), "length": [len(i) for i in ids]}
+    )
+    if path:
+        tmp = f"{path}.tmp-{os.getpid()}"
+        dataset.save_to_disk(tmp)
+        os.replace(tmp, path)
+        dataset = datasets.load_from_disk(path)
+    return dataset
