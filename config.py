@@ -235,13 +235,14 @@ def build_instances(
             close = difflib.get_close_matches(name, [*owned, *extra_types], n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else "; run with --help to list the keys"
             raise ConfigError(f"{where}: unknown key {name!r}{hint}")
+        shown = value if name not in cli_keys else str(value)
         try:
             value = coerce(value, tp, from_cli=name in cli_keys)
         except ValueError as err:
-            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(value)}: {err}") from None
+            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(shown)}: {err}") from None
         problem = checker(value) if checker else None
         if problem:
-            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(value)}: {problem}")
+            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(shown)}: {problem}")
         target[name] = value
     instances = []
     for cls in classes:

@@ -36,7 +36,7 @@ def can_connect(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 
 
 def set_hub_offline() -> None:
-    import huggingface_hub
+    import huggingface_hub.constants
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     huggingface_hub.constants.HF_HUB_OFFLINE = True
@@ -62,7 +62,14 @@ def go_offline_if_unreachable() -> bool:
 
 
 def is_local_path(name: str) -> bool:
-    return os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or name.count("/") > 1
+    """A path rather than a Hub id: it exists, looks like a path, or its first folder exists here."""
+    first = name.split("/", 1)[0]
+    return (
+        os.path.exists(os.path.expanduser(name))
+        or name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or ("/" in name and os.path.isdir(first))
+    )
 
 
 def resolve_model_path(name: str) -> str:

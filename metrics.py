@@ -32,7 +32,7 @@ def classification_metrics(
     y_pred = np.asarray(predictions, dtype=np.int64)
     classes = list(range(NUM_LABELS))
     per_class = multiclass_f1_score(
-        torch.from_numpy(y_pred), torch.from_numpy(y_true), num_classes=NUM_LABELS, average=None
+        torch.tensor(y_pred), torch.tensor(y_true), num_classes=NUM_LABELS, average=None
     ).numpy()
     weights = np.ones(NUM_LABELS) if class_weights is None else np.asarray(class_weights, dtype=np.float64)
     weighted = per_class * weights
@@ -48,8 +48,13 @@ def classification_metrics(
     return result
 
 
-def format_report(labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray, metrics: dict) -> str:
-    """scikit-learn's classification report, then the headline metrics one per line."""
+def format_report(
+    labels: Sequence[int] | np.ndarray,
+    predictions: Sequence[int] | np.ndarray,
+    metrics: dict,
+    decision: str | None = None,
+) -> str:
+    """scikit-learn's classification report, the headline metrics one per line, and the decision rule."""
     table = classification_report(
         labels, predictions, labels=list(range(NUM_LABELS)), target_names=EMOTIONS, digits=4, zero_division=0
     )
@@ -57,4 +62,6 @@ def format_report(labels: Sequence[int] | np.ndarray, predictions: Sequence[int]
     for name in HEADLINE:
         value = metrics[name]
         lines.append(f"{name}: {value}" if isinstance(value, int) else f"{name}: {value:.4f}")
+    if decision:
+        lines.append(f"Decision rule: {decision}")
     return "\n".join(lines) + "\n"

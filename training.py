@@ -19,9 +19,11 @@ from sklearn.utils.class_weight import compute_class_weight
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
 from arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
+from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
 from errors import UserError
 from focal_loss import FocalLoss
 from hub import can_connect, hub_load_error
+from inference import Classifier, predict_proba
 from labels import EMOTIONS, NUM_LABELS
 from metrics import classification_metrics, format_report
 from modeling import apply_lora, load_base_model, load_tokenizer, save_model
@@ -180,6 +182,29 @@ def resume_target(cfg: TrainingConfig) -> bool | str | None:
     return cfg.resume_from_checkpoint or None
 
 
+def probabilities(model: torch.nn.Module, tokenizer: Any, frame: Any, separator: str, max_length: int, batch_size: int) -> np.ndarray:
+    """Probabilities in row order, through the same inference code as evaluation and prediction.
+
+    (Trainer.predict returns rows in length-grouped order when group_by_length is on.)
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    classifier = Classifier(model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device)
+    return predict_proba(classifier, frame["turns"].tolist(), batch_size)
+
+
+def fit_decision(
+    cfg: TrainingConfig, val_probs: np.ndarray, val_labels: np.ndarray, train_labels: Any, weights: list[float]
+) -> dict[str, Any]:
+    """The decision rule and its parameters, saved with the model (tau fitted on validation)."""
+    if cfg.decision_rule == "argmax":
+        return {"decision_rule": "argmax"}
+    prior = train_prior(train_labels)
+    tau, score = fit_tau(val_probs, val_labels, prior, cfg.decision_metric, weights)
+    logger.info("prior_corrected: tau %.2f maximises validation %s (%.4f)", tau, cfg.decision_metric, score)
+    return {"decision_rule": "prior_corrected", "tau": tau, "train_prior": prior, "decision_metric": cfg.decision_metric}
+
+
 @dataclasses.dataclass
 class FineTuneResult:
     output_dir: str
@@ -245,6 +270,12 @@ def run_fine_tuning(
     )
     trainer.train(resume_from_checkpoint=resume_target(train_cfg))
 
+    probs = {
+        split: probabilities(trainer.model, tokenizer, data.splits[split], separator, max_length, args.per_device_eval_batch_size)
+        for split in ("validation", "test")
+    }
+    labels = {split: data.splits[split]["label"].to_numpy() for split in ("validation", "test")}
+    decision = fit_decision(train_cfg, probs["validation"], labels["validation"], data.splits["train"]["label"], weights)
     metadata = {
         "context_turns": data_args.context_turns,
         "context_separator": separator,
@@ -253,19 +284,18 @@ def run_fine_tuning(
         "class_weights": weights,
         "base_model": model_args.model_name_or_path,
         "head": head,
-        "decision_rule": "argmax",
+        **decision,
     }
     merged = save_model(trainer.model, tokenizer, out, metadata)
-    trainer.model = merged
-    results: dict[str, Any] = {"head": head, "class_weights": weights}
+    results: dict[str, Any] = {"head": head, "class_weights": weights, **decision}
     for split in ("validation", "test"):
-        output = trainer.predict(tokenized[split], metric_key_prefix=split)
-        predictions = np.argmax(output.predictions, axis=-1)
-        results[split] = classification_metrics(output.label_ids, predictions, weights)
-        if split == "test":
-            report = format_report(output.label_ids, predictions, results[split])
-            write_text(os.path.join(out, "report.txt"), report)
-            print(report)
+        predictions = decide_with_metadata(probs[split], metadata)
+        results[split] = classification_metrics(labels[split], predictions, weights)
+        if decision["decision_rule"] != "argmax":
+            results[f"{split}_argmax"] = classification_metrics(labels[split], probs[split].argmax(-1), weights)
+    report = format_report(labels["test"], decide_with_metadata(probs["test"], metadata), results["test"], describe_decision(decision))
+    write_text(os.path.join(out, "report.txt"), report)
+    print(report)
     results["train_seconds"] = round(time.time() - started, 1)
     write_json(os.path.join(out, "metrics.json"), results)
     if train_cfg.push_to_hub:

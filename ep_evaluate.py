@@ -1,0 +1,33 @@
+"""Evaluate one or more next-turn emotion forecasters on a dataset split and compare them.
+
+    uv run python ep_evaluate.py --json_file args/ep_evaluate_arg.json [--key value ...]
+
+Writes report.txt, metrics.json, predictions.csv and confusion_matrix.png per model, and
+comparison.md/.csv/.png when several models are given (see evaluation.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from errors import run_main
+
+
+def main() -> None:
+    from arguments import EvaluateArguments
+    from config import load_config
+    from hub import PACKAGE_PREFIX, is_local_path, resolve_model_path
+
+    (args,), _, _ = load_config((EvaluateArguments,), prog="ep_evaluate.py", description=__doc__)
+    for model in args.models:  # a missing folder fails here, before torch is even imported
+        if is_local_path(model) or model.startswith(PACKAGE_PREFIX):
+            resolve_model_path(model)
+
+    from evaluation import run_evaluation
+
+    run_evaluation(args)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    run_main(main)

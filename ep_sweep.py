@@ -1,0 +1,28 @@
+"""Search fine-tuning hyperparameters: a sweep of real fine-tuning runs, offline by default.
+
+    uv run python ep_sweep.py --json_file args/ep_sweep_arg.json [--key value ...]
+
+The config holds the fine-tuning keys the trials start from (inline, or a base_config file) and a
+sweep_config block in wandb's sweep format. The optuna backend (default) keeps the study in
+sweep_storage (an SQLite file in output_dir unless set); the same command on several machines
+with one PostgreSQL or MySQL sweep_storage runs one sweep, and re-running it after a crash or
+Ctrl-C continues it. Writes sweep_results.csv, best_config.json and sweep.png to output_dir, and
+each trial's run to output_dir/trial-<number>.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from errors import run_main
+
+
+def main() -> None:
+    from sweep import main as sweep_main
+
+    sweep_main(description=__doc__)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    run_main(main)
