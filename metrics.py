@@ -10,12 +10,17 @@ Headline figures (names as logged during training and written to `metrics.json`)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, f1_score
-from torcheval.metrics.functional import multiclass_f1_score
+
+with warnings.catch_warnings():
+    # torcheval's import uses the deprecated torch.jit.script; the warning is noise for our users.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from torcheval.metrics.functional import multiclass_f1_score
 
 from labels import EMOTIONS, NUM_LABELS
 
