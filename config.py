@@ -131,6 +131,18 @@ def coerce(value: Any, tp: Any) -> Any:
     raise ValueError(f"unsupported type {type_name(tp)}")
 
 
+def validated(value: Any, tp: Any, check: Check | None, label: str) -> Any:
+    """`value` coerced to `tp` and checked; otherwise a ConfigError "<label> <value>: <rule>"."""
+    try:
+        coerced = coerce(value, tp)
+    except ValueError as err:
+        raise ConfigError(f"{label} {json.dumps(value)}: {err}") from None
+    problem = check(coerced) if check else None
+    if problem:
+        raise ConfigError(f"{label} {json.dumps(value)}: {problem}")
+    return coerced
+
+
 def resolved_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     """The dataclass's fields with their annotations resolved to real types."""
     hints = typing.get_type_hints(cls)
@@ -235,14 +247,7 @@ def build_instances(
             hint = f"; did you mean {close[0]!r}?" if close else "; run with --help to list the keys"
             raise ConfigError(f"{where}: unknown key {name!r}{hint}")
         given = read_cli_value(value) if name in cli_keys else value
-        try:
-            value = coerce(given, tp)
-        except ValueError as err:
-            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(given)}: {err}") from None
-        problem = checker(value) if checker else None
-        if problem:
-            raise ConfigError(f"{where}: key {name!r} has value {json.dumps(given)}: {problem}")
-        target[name] = value
+        target[name] = validated(given, tp, checker, f"{where}: key {name!r} has value")
     instances = []
     for cls in classes:
         missing = [

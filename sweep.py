@@ -47,7 +47,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from arguments import FINE_TUNE_CLASSES, SweepArguments
-from config import build_instances, build_parser, coerce, read_json_object, resolved_fields, split_cli_overrides
+from config import build_instances, build_parser, coerce, read_json_object, resolved_fields, split_cli_overrides, validated
 from errors import ConfigError, UserError
 from output_files import atomic_path, write_csv, write_json, write_text
 
@@ -158,13 +158,7 @@ def fine_tune_key_types() -> dict[str, Any]:
 def check_value(name: str, what: str, value: Any, key_types: dict[str, Any]) -> None:
     """Raise ConfigError unless `value` is valid for fine-tuning key `name`."""
     tp, check = key_types[name]
-    try:
-        coerced = coerce(value, tp)
-    except ValueError as err:
-        raise ConfigError(f"sweep_config parameter {name!r}: {what} {json.dumps(value)}: {err}") from None
-    problem = check(coerced) if check else None
-    if problem:
-        raise ConfigError(f"sweep_config parameter {name!r}: {what} {json.dumps(value)}: {problem}")
+    validated(value, tp, check, f"sweep_config parameter {name!r}: {what}")
 
 
 def accepts_fractions(name: str, key_types: dict[str, Any]) -> bool:
