@@ -96,7 +96,9 @@ class TrainingConfig:
     warmup_ratio: float = key(0.06915, help="share of steps for linear warm-up", check=in_range(0, 1))
     max_grad_norm: float = key(0.6186, help="gradient clipping norm", check=in_range(0))
     gradient_accumulation_steps: int = key(1, help="micro-batches per optimizer step", check=in_range(1))
-    group_by_length: bool = key(True, help="batch rows of similar length together (less padding)")
+    group_by_length: bool = key(
+        True, help="batch rows of similar length together: length-sorted batches in random order (little padding)"
+    )
     eval_strategy: Literal["epoch", "steps"] = key("epoch", help="when to evaluate and save a checkpoint")
     eval_steps: int | None = key(None, help="steps between evaluations when eval_strategy is steps", check=in_range(1))
     metric_for_best_model: Literal[
@@ -109,6 +111,10 @@ class TrainingConfig:
     )
     decision_metric: Literal["Macro_F1", "Balanced_Accuracy", "F1-score", "Accuracy", "F1-all-class"] = key(
         "Macro_F1", help="validation metric that prior_corrected's tau maximises"
+    )
+    decision_min_accuracy: float | None = key(
+        None, help="prior_corrected: only taus keeping validation accuracy at or above this compete "
+        "(null = no floor; if none reaches it, the most accurate tau)", check=in_range(0, 1),
     )
     report_to: list[str] = key(["wandb"], help="trackers: wandb (offline by itself without credentials), tensorboard, none")
     run_name: str | None = key(None, help="name of the run in the tracker")

@@ -9,7 +9,9 @@ by training, evaluation and prediction:
   prior entirely (a balanced decision); tau < 0 leans further towards frequent classes, which
   helps a model trained with balanced class weights recover accuracy. `fit_tau` picks tau in
   [-1, 1.5] (steps of 0.05) on the validation split, never on test, to maximise a metric
-  (default `Macro_F1`).
+  (default `Macro_F1`), optionally only among the taus that keep validation accuracy at or above
+  a floor (`decision_min_accuracy`): a chatbot can ask for rarer emotions to be found without
+  the forecast being wrong more often than it can afford.
 """
 
 from __future__ import annotations
@@ -56,22 +58,34 @@ def fit_tau(
     prior: Sequence[float],
     metric: str = "Macro_F1",
     class_weights: Sequence[float] | None = None,
-) -> tuple[float, float]:
-    """The tau in `TAU_GRID` that maximises `metric` on (validation) `probs`, and its value.
+    min_accuracy: float | None = None,
+) -> tuple[float, float, bool]:
+    """The tau in `TAU_GRID` that maximises `metric` on (validation) `probs`, its value, and
+    whether `min_accuracy` was met.
 
-    Ties go to the tau closest to 0, the rule closest to argmax.
+    With `min_accuracy`, only taus whose accuracy reaches it compete; when none does, the tau
+    with the highest accuracy is returned (and the flag is False). Ties go to the tau closest to
+    0, the rule closest to argmax.
     """
-    best_tau, best_score = 0.0, -np.inf
+    scored = []
     for tau in sorted(TAU_GRID, key=abs):
-        predictions = decide(probs, "prior_corrected", float(tau), prior)
-        score = classification_metrics(labels, predictions, class_weights)[metric]
-        if score > best_score + 1e-12:
-            best_tau, best_score = float(tau), float(score)
-    return best_tau, best_score
+        values = classification_metrics(labels, decide(probs, "prior_corrected", float(tau), prior), class_weights)
+        scored.append((float(tau), float(values[metric]), float(values["Accuracy"])))
+    eligible = [row for row in scored if min_accuracy is None or row[2] >= min_accuracy]
+    if not eligible:
+        tau, score, _ = max(scored, key=lambda row: row[2])
+        return tau, score, False
+    tau, score, _ = max(eligible, key=lambda row: row[1])  # max keeps the first of equal scores
+    return tau, score, True
 
 
 def describe_decision(metadata: dict[str, Any]) -> str:
     """The decision rule in words, as `report.txt` states it."""
     if metadata.get("decision_rule", "argmax") == "argmax":
         return "argmax"
-    return f"prior_corrected (tau {metadata['tau']:.2f}, fitted on validation {metadata.get('decision_metric', 'Macro_F1')})"
+    floor = metadata.get("decision_min_accuracy")
+    subject = f" subject to validation accuracy >= {floor:g}" if floor is not None else ""
+    return (
+        f"prior_corrected (tau {metadata['tau']:.2f}, fitted on validation "
+        f"{metadata.get('decision_metric', 'Macro_F1')}{subject})"
+    )

