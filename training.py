@@ -80,7 +80,7 @@ class WeightedLossTrainer(Trainer):
         if "length" in getattr(source, "column_names", ()):
             lengths = source["length"]
         else:
-            lengths = [len(ids) for ids in (train_dataset or source)["input_ids"]]
+            lengths = [len(ids) for ids in (train_dataset if train_dataset is not None else source)["input_ids"]]
         return LengthBucketSampler(lengths, self.args.train_batch_size)
 
     def compute_loss(
