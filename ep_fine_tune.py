@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from errors import run_main
+from logs import setup_logging
 
 
 def main() -> None:
@@ -28,5 +29,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging(logging.INFO)
     run_main(main)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from errors import run_main
+from logs import setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,5 +49,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    setup_logging(logging.WARNING)
     run_main(main)

@@ -1,21 +1,33 @@
-"""Scoring next-turn emotion forecasters on a dataset split, and comparing several of them.
+"""Scoring next-turn emotion forecasters on a dataset split, and comparing them with each other
+and with built-in baselines.
 
-`run_evaluation` is the one code path behind `ep_evaluate.py`. It loads the split once, then
-for each model (a fine-tuning `output_dir`, its `model/` or `adapter/`, a local folder,
-`package:<module>` or a Hub id) scores every row with `inference.predict_proba`, turns the
-probabilities into a class with `decide`, and writes, atomically, into the output folder (one
-subfolder per model when there are several):
+`run_evaluation` is the one code path behind `ep_evaluate.py`. It loads the split once, fits the
+baselines (`baselines.py`: always-majority and TF-IDF + logistic regression, on the train rows
+the first fine-tuned model was trained on, with its context and decision rule), then for each
+model (a fine-tuning `output_dir`, its `model/` or `adapter/`, a local folder, `package:<module>`
+or a Hub id) scores every row with `inference.predict_proba`, turns the probabilities into a
+class with `decide`, and writes, atomically, into the output folder (one subfolder per model
+when there are several):
 
-- `report.txt`: scikit-learn's classification report plus the headline metrics (also printed);
-- `metrics.json`: every figure (headline, per class, averages, confusion matrix) and how it was
-  obtained (input settings, label mapping, class weights, decision rule, timing);
-- `predictions.csv`: one row per example with the true and predicted class and the 7 probabilities;
+- `report.txt`: scikit-learn's classification report, the headline metrics, the F1-all-class
+  weights and where they come from, the decision rule, the seen / unseen breakdown and the
+  margin over the best baseline (also printed);
+- `metrics.json`: every figure (headline, per class, averages, confusion matrix, seen / unseen,
+  versus the best baseline) and how it was obtained (input settings, label mapping, F1-all-class
+  weights, decision rule, timing);
+- `predictions.csv`: one row per example with the true and predicted class, whether the row is
+  seen, and the 7 probabilities;
 - `confusion_matrix.png`: counts and row-normalised rates.
 
-With several models it also writes `comparison.md`, `comparison.csv` (one row per model, the
-best value per metric marked) and `comparison.png` (per-class F1 as grouped bars). Each
-model's outputs are complete on disk before the next model starts, so a failure on a later
-model keeps the earlier results.
+Every row is "seen" or "unseen" (`train_split.SEEN_DEFINITION`: its current utterance occurs
+verbatim in the train split) and the headline metrics are also given for each group.
+F1-all-class uses the balanced class weights of the model's train labels: the ones saved with
+the model, else recomputed from the train split (and the report says so).
+
+With several models, or any baseline, it also writes `baselines.json` (the baselines' records),
+`comparison.md`, `comparison.csv` (one row per model and baseline, the best value per metric
+marked) and `comparison.png` (per-class F1 as grouped bars). Each model's outputs are complete on
+disk before the next model starts, so a failure on a later model keeps the earlier results.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,27 +44,54 @@ import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix
 
 from arguments import EvaluateArguments
+from baselines import BASELINES, MAJORITY_DECISION, baseline_decision, cached_probabilities
 from decision import decide_with_metadata, describe_decision
 from errors import UserError
 from hub import PACKAGE_PREFIX, is_local_path, resolve_model_path
 from inference import Classifier, load_classifier, locate_model_folder, predict_proba, window
 from labels import EMOTIONS, NUM_LABELS
-from metrics import HEADLINE, classification_metrics, format_report
+from metrics import HEADLINE, balanced_class_weights, classification_metrics, format_report, subset_figures
 from modeling import read_metadata
 from output_files import atomic_path, write_csv, write_json, write_text
+from train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit, recipe_of
 from utils import prepare_splits
 
 PROB_COLUMNS = [f"prob_{name}" for name in EMOTIONS]
 COMPARED = HEADLINE + [f"F1_{name}" for name in EMOTIONS]
+GROUPS = ("seen", "unseen")
+GROUP_METRICS = ["Balanced_Accuracy", "Macro_F1"]  # per group in the comparison
+VERSUS_BASELINE = ["Balanced_Accuracy", "Macro_F1"]
 
 
 @dataclass
 class ModelResult:
-    """One evaluated model: its display name, where its outputs are and its `metrics.json` content."""
+    """One evaluated model or baseline: its display name, where its outputs are (None for a
+    baseline) and its `metrics.json` content."""
 
     name: str
-    folder: str
+    folder: str | None
     record: dict[str, Any]
+    baseline: bool = False
+
+
+@dataclass
+class SavedModel:
+    """What a model brings before it is loaded: its fine-tuning metadata ({} if none) and the
+    train rows it was fine-tuned on."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+
+
+@dataclass
+class Reference:
+    """What every model of one evaluation is scored against: the split's rows, which of them are
+    seen, the train split, and the baselines (scored before the models)."""
+
+    frame: pd.DataFrame
+    seen: np.ndarray
+    train: TrainSplit
+    baselines: list[ModelResult] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- names and inputs
@@ -87,25 +126,31 @@ def folder_name(name: str) -> str:
     return safe
 
 
-def saved_context_turns(model: str) -> int:
-    """The context_turns a fine-tuned local model was trained with (0 for any other model)."""
+def saved_model(model: str) -> SavedModel:
+    """The metadata and train recipe of a fine-tuned local model (empty for any other model)."""
     if not (is_local_path(model) or model.startswith(PACKAGE_PREFIX)):
-        return 0  # Hub models carry no emotion_predictor.json
+        return SavedModel()  # Hub models carry no emotion_predictor.json
     path = resolve_model_path(model)
     if not os.path.isdir(path):
-        return 0
-    return int((read_metadata(locate_model_folder(path)) or {}).get("context_turns", 0))
+        return SavedModel()
+    folder = locate_model_folder(path)
+    metadata = read_metadata(folder) or {}
+    return SavedModel(metadata, recipe_of(folder)) if metadata else SavedModel()
 
 
 # --------------------------------------------------------------------------- deciding and scoring
 
 
-def class_weights_of(metadata: dict[str, Any]) -> tuple[list[float], str]:
-    """Class weights for F1-all-class: the model's saved ones, else all ones; and which it was."""
-    weights = metadata.get("class_weights")
+def f1_weights_of(saved: SavedModel, train: TrainSplit) -> tuple[list[float], str]:
+    """F1-all-class weights: the ones saved with the model, else the balanced weights of its
+    train labels recomputed from the train split; and a sentence saying which."""
+    weights = saved.metadata.get("f1_all_class_weights")
     if isinstance(weights, list) and len(weights) == NUM_LABELS:
-        return [float(w) for w in weights], "model metadata (the weights it was fine-tuned with)"
-    return [1.0] * NUM_LABELS, "none saved with the model: all ones"
+        return [float(w) for w in weights], "saved with the model (balanced weights of its train labels)"
+    weights = balanced_class_weights(train.labels(saved.recipe))
+    why = ("the model was fine-tuned before they were saved with it" if saved.metadata
+           else "not a fine-tuned model")
+    return weights, f"recomputed from the {saved.recipe.describe()}: {why}"
 
 
 def head_description(classifier: Classifier) -> dict[str, Any]:
@@ -119,7 +164,7 @@ def head_description(classifier: Classifier) -> dict[str, Any]:
     }
 
 
-def figures(labels: np.ndarray, predicted: np.ndarray, weights: Sequence[float]) -> dict[str, Any]:
+def figures(labels: np.ndarray, predicted: np.ndarray, weights: Sequence[float], seen: np.ndarray) -> dict[str, Any]:
     """Every figure of the evaluation (all recomputable from predictions.csv)."""
     report = classification_report(
         labels, predicted, labels=list(range(NUM_LABELS)), target_names=EMOTIONS, output_dict=True, zero_division=0
@@ -132,10 +177,15 @@ def figures(labels: np.ndarray, predicted: np.ndarray, weights: Sequence[float])
         "per_class": {name: report[name] for name in EMOTIONS},
         "averages": {avg: report[avg] for avg in ("macro avg", "weighted avg")},
         "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(NUM_LABELS))).tolist(),
+        "seen_unseen": {
+            "definition": SEEN_DEFINITION,
+            "seen": subset_figures(labels, predicted, seen, weights),
+            "unseen": subset_figures(labels, predicted, ~seen, weights),
+        },
     }
 
 
-def predictions_table(frame: pd.DataFrame, probs: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+def predictions_table(frame: pd.DataFrame, probs: np.ndarray, predicted: np.ndarray, seen: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame(
         {
             "row_id": np.arange(len(frame)),
@@ -144,11 +194,61 @@ def predictions_table(frame: pd.DataFrame, probs: np.ndarray, predicted: np.ndar
             "text": frame["text"].to_numpy(),
             "label": [EMOTIONS[i] for i in frame["label"]],
             "predicted": [EMOTIONS[i] for i in predicted],
+            "seen": seen,
         }
     )
     for i, column in enumerate(PROB_COLUMNS):
         table[column] = probs[:, i]
     return table
+
+
+# --------------------------------------------------------------------------- report sections
+
+
+def seen_unseen_text(breakdown: dict[str, Any]) -> str:
+    """The headline metrics of the seen and unseen rows as a small table."""
+    lines = [f"Seen / unseen rows ({breakdown['definition']}):",
+             f"{'':<8}{'rows':>7}" + "".join(f"{name:>20}" for name in HEADLINE)]
+    for group in GROUPS:
+        entry = breakdown[group]
+        values = entry["metrics"] or {}
+        cells = "".join(
+            f"{'-':>20}" if name not in values else f"{values[name]:>20}" if name == "Classes-with-value"
+            else f"{values[name]:>20.4f}" for name in HEADLINE
+        )
+        lines.append(f"{group:<8}{entry['rows']:>7}{cells}")
+    return "\n".join(lines) + "\n"
+
+
+def versus_baselines(metrics: dict[str, float], baselines: Sequence[ModelResult]) -> dict[str, Any]:
+    """Per metric of `VERSUS_BASELINE`: the best baseline, its value and the model's margin over it."""
+    result = {}
+    for metric in VERSUS_BASELINE:
+        best = max(baselines, key=lambda b: b.record["metrics"][metric])
+        value = best.record["metrics"][metric]
+        result[metric] = {"baseline": best.name, "baseline_value": value, "margin": metrics[metric] - value}
+    return result
+
+
+def versus_text(versus: dict[str, Any]) -> str:
+    lines = ["Versus the best baseline:"]
+    for metric, entry in versus.items():
+        verb = "beats" if entry["margin"] > 0 else "trails" if entry["margin"] < 0 else "ties"
+        lines.append(f"  {metric}: {verb} {entry['baseline']} ({entry['baseline_value']:.4f}) by {abs(entry['margin']):.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def full_report(
+    labels: np.ndarray, predicted: np.ndarray, record: dict[str, Any], decision: str
+) -> str:
+    """report.txt: the classification report and headline metrics, then the F1-all-class
+    weights' source, the seen / unseen breakdown and the comparison with the baselines."""
+    text = format_report(labels, predicted, record["metrics"], decision, record["f1_all_class_weights"])
+    text += f"F1-all-class weights source: {record['f1_all_class_weights_source']}\n\n"
+    text += seen_unseen_text(record["seen_unseen"])
+    if record.get("versus_best_baseline"):
+        text += "\n" + versus_text(record["versus_best_baseline"])
+    return text
 
 
 # --------------------------------------------------------------------------- plots
@@ -182,7 +282,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: str, title: str
 
 
 def plot_comparison(results: Sequence[ModelResult], path: str) -> None:
-    """Per-class F1 (and Macro_F1) of every model as grouped bars."""
+    """Per-class F1 (and Macro_F1) of every model and baseline (hatched) as grouped bars."""
     from matplotlib.figure import Figure
 
     groups = EMOTIONS + ["Macro_F1"]
@@ -193,7 +293,7 @@ def plot_comparison(results: Sequence[ModelResult], path: str) -> None:
     for i, result in enumerate(results):
         values = [result.record["metrics"][k] for k in keys]
         positions = np.arange(len(groups)) - 0.4 + width * (i + 0.5)
-        bars = ax.bar(positions, values, width, label=result.name)
+        bars = ax.bar(positions, values, width, label=result.name, hatch="//" if result.baseline else None)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(0, 1.05)
@@ -205,21 +305,75 @@ def plot_comparison(results: Sequence[ModelResult], path: str) -> None:
         fig.savefig(tmp, format="png", dpi=110)
 
 
+# --------------------------------------------------------------------------- baselines
+
+
+def score_baselines(args: EvaluateArguments, reference: Reference, saved: SavedModel, context: int) -> list[ModelResult]:
+    """Fit and score each baseline of `args` on the train rows and decision rule of `saved` (the
+    first fine-tuned model), with `context` turns; see `baselines.py`."""
+    train, validation = reference.train.rows(saved.recipe, context)
+    train_labels = train["label"].to_numpy()
+    weights = balanced_class_weights(train_labels)
+    labels = reference.frame["label"].to_numpy(dtype=np.int64)
+    texts = {
+        "train": [" ".join(t) for t in train["turns"]],
+        "validation": [" ".join(t) for t in validation["turns"]],
+        "evaluated": [" ".join(window(t, context)) for t in reference.frame["turns"]],
+    }
+    results = []
+    for name in args.baselines:
+        started = time.perf_counter()
+        probs, cached = cached_probabilities(
+            name, texts["train"], train_labels, {s: texts[s] for s in ("validation", "evaluated")}, args.baseline_cache_dir
+        )
+        decision = baseline_decision(
+            name, saved.metadata, probs["validation"], validation["label"].to_numpy(), train_labels, weights
+        )
+        predicted = decide_with_metadata(probs["evaluated"], decision)
+        seconds = time.perf_counter() - started
+        display = f"baseline: {name}"
+        record = {
+            "model": display,
+            "model_source": BASELINES[name],
+            "baseline": True,
+            "dataset": args.dataset,
+            "split": args.split,
+            "rows": int(len(reference.frame)),
+            "inputs": {"context_turns": context},
+            "train_rows": int(len(train)),
+            "train_recipe": saved.recipe.describe(),
+            "validation_rows": int(len(validation)),
+            "decision_rule": decision["decision_rule"],
+            "tau": decision.get("tau"),
+            "decision": MAJORITY_DECISION if name == "majority" else describe_decision(decision),
+            "f1_all_class_weights": weights,
+            "f1_all_class_weights_source": f"balanced weights of its train labels ({saved.recipe.describe()})",
+            **figures(labels, predicted, weights, reference.seen),
+            "timing": {"seconds": round(seconds, 3), "cached": cached},
+        }
+        print(f"\n== {display} ({BASELINES[name]}; {record['decision']}; {len(train)} train rows, "
+              f"{'cached' if cached else f'fitted in {seconds:.1f} s'}) ==\n"
+              f"{full_report(labels, predicted, record, record['decision'])}", flush=True)
+        results.append(ModelResult(display, None, record, baseline=True))
+    return results
+
+
 # --------------------------------------------------------------------------- one model
 
 
 def evaluate_model(
-    classifier: Classifier, frame: pd.DataFrame, args: EvaluateArguments, name: str, folder: str
+    classifier: Classifier, saved: SavedModel, reference: Reference, args: EvaluateArguments, name: str, folder: str
 ) -> ModelResult:
-    """Score `frame` with `classifier` and write the model's four output files into `folder`."""
+    """Score the reference rows with `classifier` and write the model's four output files into `folder`."""
+    frame = reference.frame
     turns = [window(t, classifier.context_turns) for t in frame["turns"]]
     started = time.perf_counter()
     probs = predict_proba(classifier, turns, batch_size=args.batch_size, progress=not args.disable_tqdm)
     seconds = time.perf_counter() - started
     predicted = decide_with_metadata(probs, classifier.metadata)
     labels = frame["label"].to_numpy(dtype=np.int64)
-    weights, weights_source = class_weights_of(classifier.metadata)
-    scored = figures(labels, predicted, weights)
+    weights, weights_source = f1_weights_of(saved, reference.train)
+    scored = figures(labels, predicted, weights, reference.seen)
     record = {
         "model": name,
         "model_source": classifier.name,
@@ -238,9 +392,10 @@ def evaluate_model(
         "head": head_description(classifier),
         "decision_rule": classifier.metadata.get("decision_rule", "argmax"),
         "tau": classifier.metadata.get("tau"),
-        "class_weights": weights,
-        "class_weights_source": weights_source,
+        "f1_all_class_weights": weights,
+        "f1_all_class_weights_source": weights_source,
         **scored,
+        "versus_best_baseline": versus_baselines(scored["metrics"], reference.baselines) if reference.baselines else None,
         "class_names": EMOTIONS,
         "timing": {
             "device": str(classifier.device),
@@ -249,9 +404,9 @@ def evaluate_model(
             "rows_per_second": round(len(frame) / seconds, 1) if seconds > 0 else None,
         },
     }
-    report = format_report(labels, predicted, scored["metrics"], describe_decision(classifier.metadata))
+    report = full_report(labels, predicted, record, describe_decision(classifier.metadata))
     os.makedirs(folder, exist_ok=True)
-    write_csv(os.path.join(folder, "predictions.csv"), predictions_table(frame, probs, predicted))
+    write_csv(os.path.join(folder, "predictions.csv"), predictions_table(frame, probs, predicted, reference.seen))
     plot_confusion_matrix(
         scored["confusion_matrix"],
         os.path.join(folder, "confusion_matrix.png"),
@@ -268,44 +423,58 @@ def evaluate_model(
 
 
 def comparison_table(results: Sequence[ModelResult]) -> pd.DataFrame:
-    """One row per model: headline and per-class F1 figures, and the metrics it is (jointly) best in."""
-    table = pd.DataFrame(
-        [
-            {"model": r.name, "source": r.record["model_source"], **{k: r.record["metrics"][k] for k in COMPARED}}
-            for r in results
-        ]
-    )
-    # A column where every model has the same value marks none of them.
+    """One row per model and baseline: headline and per-class F1 figures, the seen / unseen
+    figures, and the metrics it is (jointly) best in."""
+    rows = []
+    for r in results:
+        row = {"model": r.name, "baseline": r.baseline, "source": r.record["model_source"],
+               **{k: r.record["metrics"][k] for k in COMPARED}}
+        for group in GROUPS:
+            entry = r.record["seen_unseen"][group]
+            row[f"{group}_rows"] = entry["rows"]
+            row.update({f"{group}_{k}": (entry["metrics"] or {}).get(k, np.nan) for k in GROUP_METRICS})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    # A column where every row has the same value marks none of them.
     best = {k: table[k].max() for k in COMPARED if table[k].nunique() > 1}
     table["best_in"] = [";".join(k for k in best if row[k] == best[k]) for _, row in table.iterrows()]
-    table["class_weights"] = [" ".join(f"{w:.4g}" for w in r.record["class_weights"]) for r in results]
-    table["class_weights_source"] = [r.record["class_weights_source"] for r in results]
+    table["f1_all_class_weights"] = [" ".join(f"{w:.4g}" for w in r.record["f1_all_class_weights"]) for r in results]
+    table["f1_all_class_weights_source"] = [r.record["f1_all_class_weights_source"] for r in results]
     return table
 
 
 def comparison_markdown(table: pd.DataFrame, dataset: str, split: str) -> str:
-    """A markdown table of the headline metrics (best per column in bold) and per-class F1."""
+    """Markdown tables of the headline metrics (best per column in bold), the seen / unseen
+    figures and per-class F1; baselines are marked."""
 
-    def render(columns: list[str]) -> list[str]:
-        lines = ["| model | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    def label(row: pd.Series) -> str:
+        return f"{row['model']} *(baseline)*" if row["baseline"] else row["model"]
+
+    def render(columns: list[str], headers: list[str] | None = None) -> list[str]:
+        lines = ["| model | " + " | ".join(headers or columns) + " |", "| --- |" + " ---: |" * len(columns)]
         for _, row in table.iterrows():
             cells = []
             for column in columns:
                 value = row[column]
-                text = str(int(value)) if column == "Classes-with-value" else f"{value:.4f}"
+                text = "-" if pd.isna(value) else str(int(value)) if column == "Classes-with-value" else f"{value:.4f}"
                 cells.append(f"**{text}**" if column in row["best_in"].split(";") else text)
-            lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label(row)} | " + " | ".join(cells) + " |")
         return lines
 
+    counts = {group: int(table[f"{group}_rows"].iloc[0]) for group in GROUPS}
+    group_columns = [f"{g}_{k}" for g in GROUPS for k in GROUP_METRICS]
+    group_headers = [f"{g} {k} (n={counts[g]:,})" for g in GROUPS for k in GROUP_METRICS]
     lines = [f"# Model comparison on {dataset} [{split}]", "", "Best value per column in **bold** (none if all tie)."]
-    lines += [""]
-    lines += render(HEADLINE) + ["", "## Per-class F1", ""] + render([f"F1_{n}" for n in EMOTIONS])
+    lines += [""] + render(HEADLINE)
+    lines += ["", "## Seen / unseen rows", "", f"{SEEN_DEFINITION[0].upper()}{SEEN_DEFINITION[1:]}.", ""]
+    lines += render(group_columns, group_headers)
+    lines += ["", "## Per-class F1", ""] + render([f"F1_{n}" for n in EMOTIONS])
     lines += ["", "## Models", ""]
-    lines += [f"- {row['model']}: `{row['source']}`; F1-all-class weights: {row['class_weights_source']}"
+    lines += [f"- {label(row)}: `{row['source']}`; F1-all-class weights: {row['f1_all_class_weights_source']}"
               for _, row in table.iterrows()]
-    if table["class_weights"].nunique() > 1:
-        lines += ["", "Note: F1-all-class uses each model's own class weights, which differ here; "
-                  "compare these models on Macro_F1 instead."]
+    if table["f1_all_class_weights"].nunique() > 1:
+        lines += ["", "Note: F1-all-class uses the balanced weights of each model's own train labels, which "
+                  "differ here; compare these models on Macro_F1 instead."]
     return "\n".join(lines) + "\n"
 
 
@@ -322,10 +491,13 @@ def write_comparison(results: Sequence[ModelResult], output_dir: str, dataset: s
 
 
 def run_evaluation(args: EvaluateArguments) -> list[ModelResult]:
-    """Evaluate every model of `args` on the split and write all outputs; see the module docstring."""
+    """Evaluate every model of `args` (and its baselines) on the split and write all outputs;
+    see the module docstring. Returns the models' results, then the baselines'."""
     names = display_names(args.models, args.model_names)
     several = len(args.models) > 1
-    context = args.context_turns if args.context_turns is not None else max(map(saved_context_turns, args.models))
+    saved = [saved_model(model) for model in args.models]
+    contexts = [s.metadata.get("context_turns", 0) for s in saved]
+    context = args.context_turns if args.context_turns is not None else max(contexts)
     data = prepare_splits(
         args.dataset,
         splits=[args.split],
@@ -335,14 +507,23 @@ def run_evaluation(args: EvaluateArguments) -> list[ModelResult]:
         max_rows={args.split: args.max_eval_samples},
     )
     frame = data.splits[args.split]
+    train = TrainSplit(args.dataset, args.dataset_config)
+    reference = Reference(frame, train.seen(frame["text"]), train)
+    if args.baselines:
+        # The baselines follow the first fine-tuned model (its train rows, context and decision rule).
+        first = next((i for i, s in enumerate(saved) if s.metadata), 0)
+        baseline_context = args.context_turns if args.context_turns is not None else contexts[first]
+        reference.baselines = score_baselines(args, reference, saved[first], baseline_context)
+        os.makedirs(args.output_dir, exist_ok=True)
+        write_json(os.path.join(args.output_dir, "baselines.json"), {b.name: b.record for b in reference.baselines})
     results: list[ModelResult] = []
-    for number, (model, name) in enumerate(zip(args.models, names), start=1):
+    for number, (model, name, brought) in enumerate(zip(args.models, names, saved), start=1):
         folder = os.path.join(args.output_dir, folder_name(name)) if several else args.output_dir
         try:
             classifier = load_classifier(
                 model, args.device, args.context_turns, args.context_separator, args.max_length
             )
-            results.append(evaluate_model(classifier, frame, args, name, folder))
+            results.append(evaluate_model(classifier, brought, reference, args, name, folder))
         except UserError as err:
             if not several:
                 raise
@@ -350,6 +531,7 @@ def run_evaluation(args: EvaluateArguments) -> list[ModelResult]:
             kept = f"; the finished outputs of the models before it are kept in {done}" if results else ""
             raise type(err)(f"model {number} of {len(args.models)} ({model}): {err}{kept}") from None
         del classifier
-    if several:
-        print(write_comparison(results, args.output_dir, args.dataset, args.split), flush=True)
-    return results
+    compared = results + reference.baselines
+    if len(compared) > 1:
+        print(write_comparison(compared, args.output_dir, args.dataset, args.split), flush=True)
+    return compared

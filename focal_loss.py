@@ -6,7 +6,8 @@ For logits z, target y and p_i = softmax(z_i)[y_i]:
 
 `alpha` holds one weight per class (None = all ones) and `gamma` >= 0 focuses the loss on hard
 examples; with gamma 0 and no alpha it is cross entropy. The loss is computed from
-`log_softmax` in float32, so it stays finite for fp16 inputs and extreme logits.
+`log_softmax` in float32, so it stays finite for fp16 inputs and extreme logits, and its gradient
+stays finite for every gamma >= 0, including 0 < gamma < 1 where p rounds to 1.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, target.long().unsqueeze(1)).squeeze(1)
-        # (1 - p) computed as -expm1(log p) keeps precision when p is close to 1.
-        loss = -torch.pow(-torch.expm1(log_p), self.gamma) * log_p if self.gamma else -log_p
+        loss = -self.focus(log_p) * log_p if self.gamma else -log_p
         if self.alpha is not None:
             loss = loss * self.alpha.to(loss.device)[target]
         if self.reduction == "mean":
@@ -48,3 +48,13 @@ class FocalLoss(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return loss
+
+    def focus(self, log_p: torch.Tensor) -> torch.Tensor:
+        """(1 - p) ** gamma, with finite gradients for any gamma > 0."""
+        # -expm1(log p) keeps the precision of 1 - p when p is close to 1.
+        one_minus_p = -torch.expm1(log_p)
+        # Where p rounds to 1 (a logit margin of ~17 in float32), d/dx x**gamma is infinite at x = 0 for
+        # gamma < 1 and backward gives 0 * inf = NaN. Below the smallest normal float the factor is
+        # taken as its limit, 0, and the clamp keeps the unused branch's gradient finite.
+        tiny = torch.finfo(one_minus_p.dtype).tiny
+        return torch.where(one_minus_p < tiny, 0.0, one_minus_p.clamp_min(tiny).pow(self.gamma))

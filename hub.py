@@ -25,6 +25,7 @@ from errors import UserError
 logger = logging.getLogger(__name__)
 PACKAGE_PREFIX = "package:"
 HUB_HOST = "huggingface.co"
+HUB_PORT = 443
 
 
 def can_connect(host: str, port: int = 443, timeout: float = 3.0) -> bool:
@@ -54,7 +55,7 @@ def go_offline_if_unreachable() -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         set_hub_offline()
         return True
-    if can_connect(HUB_HOST):
+    if can_connect(HUB_HOST, HUB_PORT):
         return False
     logger.warning("The Hugging Face Hub is unreachable: using only locally cached models and datasets.")
     set_hub_offline()

@@ -25,6 +25,7 @@ from errors import UserError
 from hub import hub_load_error, resolve_model_path
 from labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
 from modeling import read_metadata
+from progress import track
 from utils import default_separator, encode_turns
 
 logger = logging.getLogger(__name__)
@@ -139,9 +140,8 @@ def predict_proba(
     result = np.zeros((len(ids), NUM_LABELS), dtype=np.float32)
     starts = range(0, len(ids), batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=f"scoring {os.path.basename(classifier.name.rstrip('/')) or classifier.name}", unit="batch")
+        label = f"scoring {os.path.basename(classifier.name.rstrip('/')) or classifier.name}"
+        starts = track(starts, len(starts), label)
     with torch.inference_mode():
         for start in starts:
             rows = order[start : start + batch_size]

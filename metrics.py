@@ -4,8 +4,12 @@ Headline figures (names as logged during training and written to `metrics.json`)
 - `Accuracy`, `Balanced_Accuracy` (mean per-class recall), `F1-score` (support-weighted F1) and
   `Macro_F1` (unweighted mean of the 7 per-class F1 scores), from scikit-learn;
 - `F1-all-class`: per-class F1 from torcheval's `multiclass_f1_score(average=None)` multiplied
-  by the class weights and averaged over the 7 classes (the reference's model-selection metric);
+  by the F1-all-class weights and averaged over the 7 classes (the reference's model-selection
+  metric). The weights are always `balanced_class_weights` of the train labels the model was
+  trained on (after neutral downsampling), whatever weights its loss used;
 - `Classes-with-value`: how many classes have a non-zero weighted F1.
+
+`subset_figures` gives the headline metrics of a subset of rows (the seen / unseen breakdown).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, f1_score
+from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
+from sklearn.utils.class_weight import compute_class_weight
 
 with warnings.catch_warnings():
     # torcheval's import uses the deprecated torch.jit.script; the warning is noise for our users.
@@ -27,12 +32,23 @@ from labels import EMOTIONS, NUM_LABELS
 HEADLINE = ["Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class", "Classes-with-value"]
 
 
+def balanced_class_weights(train_labels: Sequence[int] | np.ndarray) -> list[float]:
+    """scikit-learn's "balanced" weights n / (k * count_c) over the k classes present in
+    `train_labels`; a class absent from them gets 0."""
+    labels = np.asarray(train_labels, dtype=np.int64)
+    present = np.unique(labels)
+    weights = np.zeros(NUM_LABELS)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights.tolist()
+
+
 def classification_metrics(
     labels: Sequence[int] | np.ndarray,
     predictions: Sequence[int] | np.ndarray,
     class_weights: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """Headline metrics plus `F1_<class>` for each class."""
+    """Headline metrics plus `F1_<class>` for each class; `class_weights` are the F1-all-class
+    weights (all ones when not given, which makes F1-all-class equal Macro_F1)."""
     y_true = np.asarray(labels, dtype=np.int64)
     y_pred = np.asarray(predictions, dtype=np.int64)
     classes = list(range(NUM_LABELS))
@@ -43,7 +59,9 @@ def classification_metrics(
     weighted = per_class * weights
     result = {
         "Accuracy": float(accuracy_score(y_true, y_pred)),
-        "Balanced_Accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        # balanced_accuracy_score, without its warning each time a class is predicted but absent:
+        # the mean recall over the classes present in y_true.
+        "Balanced_Accuracy": float(recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)),
         "F1-score": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
         "Macro_F1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
         "F1-all-class": float(weighted.mean()),
@@ -53,13 +71,24 @@ def classification_metrics(
     return result
 
 
+def subset_figures(
+    labels: np.ndarray, predictions: np.ndarray, rows: np.ndarray, class_weights: Sequence[float]
+) -> dict:
+    """`rows` (a boolean mask) counted, with their headline metrics (None when there are none)."""
+    count = int(np.count_nonzero(rows))
+    metrics = classification_metrics(labels[rows], predictions[rows], class_weights) if count else None
+    return {"rows": count, "metrics": metrics}
+
+
 def format_report(
     labels: Sequence[int] | np.ndarray,
     predictions: Sequence[int] | np.ndarray,
     metrics: dict,
     decision: str | None = None,
+    f1_weights: Sequence[float] | None = None,
 ) -> str:
-    """scikit-learn's classification report, the headline metrics one per line, and the decision rule."""
+    """scikit-learn's classification report, the headline metrics one per line, the
+    F1-all-class weights (when given) and the decision rule."""
     table = classification_report(
         labels, predictions, labels=list(range(NUM_LABELS)), target_names=EMOTIONS, digits=4, zero_division=0
     )
@@ -67,6 +96,8 @@ def format_report(
     for name in HEADLINE:
         value = metrics[name]
         lines.append(f"{name}: {value}" if isinstance(value, int) else f"{name}: {value:.4f}")
+    if f1_weights is not None:
+        lines.append("F1-all-class weights: " + ", ".join(f"{n} {w:.4g}" for n, w in zip(EMOTIONS, f1_weights)))
     if decision:
         lines.append(f"Decision rule: {decision}")
     return "\n".join(lines) + "\n"

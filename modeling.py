@@ -3,7 +3,8 @@
 - `load_base_model`: tokenizer + 7-class classifier from a folder, package or Hub id. A base model
   whose head already predicts our emotions under other names or order keeps its head, with rows
   reordered to our label order; any other model gets a new head.
-- `apply_lora`: PEFT LoRA on the encoder; the classification head is trained and saved with it.
+- `apply_lora`: PEFT LoRA on the encoder; the classification head (and BERT's pooler, which only
+  the head reads) is trained in full and saved with it.
 - `save_model`: the PEFT adapter (`adapter/`) and the merged standalone model (`model/`), with
   the input settings a predictor needs in `emotion_predictor.json`.
 """
@@ -13,11 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from typing import Any
 
 import torch
 from torch import nn
 
+from decision import check_decision
+import mean_pooling  # noqa: F401  (registers the mean-pooling classifier with the Auto loaders)
 from errors import UserError
 from hub import hub_load_error, resolve_model_path
 from labels import EMOTIONS, ID2LABEL, LABEL2ID, NUM_LABELS, map_head_to_emotions
@@ -29,6 +33,7 @@ METADATA_FILE = "emotion_predictor.json"
 # LoRA targets (attention query and value projections) by `config.model_type`.
 DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
     "bert": ["query", "value"],
+    "bert_mean_pooling": ["query", "value"],
     "roberta": ["query", "value"],
     "xlm-roberta": ["query", "value"],
     "camembert": ["query", "value"],
@@ -111,6 +116,26 @@ def load_base_model(name: str, trust_remote_code: bool = False) -> tuple[nn.Modu
     return model, "new"
 
 
+def with_mean_pooling(model: nn.Module) -> nn.Module:
+    """The same classifier (weights, head) with its head reading the mean of real-token states."""
+    from mean_pooling import MeanPoolingBertConfig, MeanPoolingBertForSequenceClassification
+
+    model_type = model.config.model_type
+    if model_type == MeanPoolingBertConfig.model_type:
+        return model
+    if model_type != "bert":
+        raise UserError(
+            f"pooling 'mean' is implemented for BERT encoders (model_type bert, e.g. all-MiniLM-L6-v2), not {model_type!r}; "
+            "use pooling 'model' for this base model"
+        )
+    settings = {k: v for k, v in model.config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
+    converted = MeanPoolingBertForSequenceClassification(MeanPoolingBertConfig(**settings))
+    missing, _ = converted.load_state_dict(model.state_dict(), strict=False)  # the pooler's weights are dropped
+    if missing:
+        raise UserError(f"mean pooling: weights missing after conversion: {', '.join(missing)}")
+    return converted
+
+
 def head_module_names(model: nn.Module) -> list[str]:
     """Top-level modules outside the encoder that hold weights: the classification head."""
     encoder = getattr(model, "base_model_prefix", "")
@@ -119,6 +144,13 @@ def head_module_names(model: nn.Module) -> list[str]:
         for name, child in model.named_children()
         if name != encoder and any(True for _ in child.parameters())
     ]
+
+
+def pooler_name(model: nn.Module) -> str | None:
+    """Name of the encoder's pooler when the classification head reads it (BERT and kin)."""
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    pooler = getattr(encoder, "pooler", None)
+    return "pooler" if pooler is not None and any(True for _ in pooler.parameters()) else None
 
 
 def target_modules_for(model: nn.Module, configured: list[str] | None) -> list[str]:
@@ -152,7 +184,8 @@ def apply_lora(model: nn.Module, args: Any) -> nn.Module:
         use_rslora=args.use_rslora,
         bias=args.lora_bias,
         target_modules=target_modules_for(model, args.lora_target_modules),
-        modules_to_save=head_module_names(model),
+        # BERT's pooler feeds only the head: frozen, it would pin the head to pretraining features.
+        modules_to_save=head_module_names(model) + [n for n in [pooler_name(model)] if n],
     )
     peft_model = get_peft_model(model, config)
     trainable, total = peft_model.get_nb_trainable_parameters()
@@ -181,6 +214,9 @@ def save_model(model: nn.Module, tokenizer: Any, output_dir: str, metadata: dict
     merged = merged_model(model)
     with atomic_path(os.path.join(output_dir, "model")) as tmp:
         merged.save_pretrained(tmp)
+        if merged.config.model_type == mean_pooling.MeanPoolingBertConfig.model_type:
+            # The code that `auto_map` names, for loaders outside this project (trust_remote_code=True).
+            shutil.copy(mean_pooling.__file__, os.path.join(tmp, "mean_pooling.py"))
         tokenizer.save_pretrained(tmp)
         write_metadata(tmp, metadata)
     return merged
@@ -197,4 +233,9 @@ def read_metadata(folder: str) -> dict[str, Any] | None:
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            metadata = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{path}: not valid JSON ({err}); fine-tune the model again to rewrite it") from None
+    check_decision(metadata, path)
+    return metadata

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_class_weight
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
+from classification_head import split_head_param_groups, warm_start_head
 from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
 from errors import UserError
 from focal_loss import FocalLoss
@@ -26,9 +26,10 @@ from hub import can_connect, hub_load_error
 from inference import Classifier, predict_proba
 from labels import EMOTIONS, NUM_LABELS
 from length_bucketing import LengthBucketSampler
-from metrics import classification_metrics, format_report
-from modeling import apply_lora, load_base_model, load_tokenizer, save_model
+from metrics import balanced_class_weights, classification_metrics, format_report
+from modeling import apply_lora, load_base_model, load_tokenizer, save_model, with_mean_pooling
 from output_files import write_json, write_text
+from progress import show_progress
 from utils import default_separator, format_stats_table, prepare_splits, tokenize_split
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,7 @@ def class_weights_for(loss_args: LossArguments, train_labels: np.ndarray) -> lis
         return [float(w) for w in loss_args.class_weights]
     if loss_args.class_weights == "none":
         return [1.0] * NUM_LABELS
-    present = np.unique(train_labels)
-    balanced = compute_class_weight("balanced", classes=present, y=train_labels)
-    weights = np.zeros(NUM_LABELS)
-    weights[present] = balanced
-    return weights.tolist()
+    return balanced_class_weights(train_labels)
 
 
 def build_loss(loss_args: LossArguments, weights: list[float]) -> FocalLoss:
@@ -65,11 +62,20 @@ class WeightedLossTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args: Any, loss_fn: FocalLoss, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, loss_fn: FocalLoss, head_learning_rate: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
+        self.head_learning_rate = head_learning_rate
         # Makes Trainer count `num_items_in_batch` across accumulated micro-batches for us.
         self.model_accepts_loss_kwargs = True
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.head_learning_rate is not None:
+            moved = split_head_param_groups(optimizer, self.model, self.head_learning_rate)
+            logger.info("Head learning rate %g for %d parameter tensors", self.head_learning_rate, moved)
+        return optimizer
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.args.train_sampling_strategy != "group_by_length":
@@ -95,6 +101,11 @@ class WeightedLossTrainer(Trainer):
         total = self.loss_fn(outputs.logits, labels)
         count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
         loss = total / count
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # The count is then summed over all processes, while DDP averages their gradients: undo the
+            # average as Trainer.compute_loss does (tensor-parallel ranks share a batch, so they count once).
+            # Under DataParallel (one process, n_gpu > 1) our loss already covers every GPU's rows.
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         return (loss, outputs) if return_outputs else loss
 
 
@@ -204,7 +215,7 @@ def probabilities(model: torch.nn.Module, tokenizer: Any, frame: Any, separator:
     model.eval()
     device = next(model.parameters()).device
     classifier = Classifier(model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device)
-    return predict_proba(classifier, frame["turns"].tolist(), batch_size)
+    return predict_proba(classifier, frame["turns"].tolist(), batch_size, progress=True)
 
 
 def fit_decision(
@@ -232,6 +243,15 @@ def fit_decision(
     }
 
 
+def validation_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """One entry per evaluation during training: epoch, step and the validation metrics (argmax)."""
+    return [
+        {"epoch": round(e["epoch"], 3), "step": e["step"], **{k[5:]: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)}}
+        for e in log_history
+        if "eval_loss" in e
+    ]
+
+
 @dataclasses.dataclass
 class FineTuneResult:
     output_dir: str
@@ -249,16 +269,19 @@ def run_fine_tuning(
     passthrough: dict[str, Any] | None = None,
     prepare_only: bool = False,
     callbacks: list[TrainerCallback] | None = None,
+    score_test: bool = True,
 ) -> FineTuneResult:
-    """Fine-tune per the config and write the run's outputs; see the module docstring."""
+    """Fine-tune per the config and write the run's outputs; see the module docstring.
+
+    `score_test=False` leaves the test split unscored (studies that choose on validation only).
+    """
     passthrough = dict(passthrough or {})
     started = time.time()
     out = train_cfg.output_dir
+    # Under torchrun / accelerate launch every process runs this function; only global rank 0 writes.
+    # The launcher's RANK says which one this is without initialising any distributed state.
+    main_process = int(os.environ.get("RANK", "0")) == 0
     os.makedirs(out, exist_ok=True)
-    write_json(
-        os.path.join(out, "run_config.json"),
-        {**{k: v for a in (data_args, model_args, loss_args, train_cfg) for k, v in dataclasses.asdict(a).items()}, **passthrough},
-    )
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
     separator = data_args.context_separator if data_args.context_separator is not None else default_separator(tokenizer)
     max_length = min(data_args.max_length, getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length)
@@ -271,8 +294,14 @@ def run_fine_tuning(
         dataset_config=data_args.dataset_config,
         max_rows={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples},
     )
-    write_json(os.path.join(out, "data_stats.json"), data.stats)
-    print(format_stats_table(data.stats))
+    if main_process:
+        # Written once the data has passed its checks: a bad dataset leaves no run behind.
+        write_json(
+            os.path.join(out, "run_config.json"),
+            {**{k: v for a in (data_args, model_args, loss_args, train_cfg) for k, v in dataclasses.asdict(a).items()}, **passthrough},
+        )
+        write_json(os.path.join(out, "data_stats.json"), data.stats)
+        print(format_stats_table(data.stats))
     tokenized = {
         split: tokenize_split(frame, tokenizer, separator, max_length, data_args.data_cache_dir)
         for split, frame in data.splits.items()
@@ -282,51 +311,86 @@ def run_fine_tuning(
 
     weights = class_weights_for(loss_args, data.splits["train"]["label"].to_numpy())
     logger.info("Class weights: %s", ", ".join(f"{n} {w:.3f}" for n, w in zip(EMOTIONS, weights)))
+    # F1-all-class has one definition whatever the loss: balanced weights of the train labels.
+    f1_weights = balanced_class_weights(data.splits["train"]["label"].to_numpy())
     args = training_arguments(train_cfg, passthrough)
     torch.manual_seed(train_cfg.seed)
     model, head = load_base_model(model_args.model_name_or_path, model_args.trust_remote_code)
+    if model_args.pooling == "mean":
+        model = with_mean_pooling(model)
+    collator = DataCollatorWithPadding(tokenizer)
+    warm_start = None
+    if train_cfg.head_warm_start == "logistic_regression" and resume_target(train_cfg) is None:
+        # Before LoRA wraps the model: PEFT copies the (warm) head into its modules_to_save.
+        warm_start = warm_start_head(
+            model, tokenized["train"], data.splits["train"]["label"].to_numpy(), weights, collator,
+            args.per_device_eval_batch_size,
+        )
     if model_args.use_lora:
         model = apply_lora(model, model_args)
+    if train_cfg.early_stopping_patience is not None:
+        callbacks = [*(callbacks or []), EarlyStoppingCallback(train_cfg.early_stopping_patience)]
     trainer = WeightedLossTrainer(
         model=model,
         args=args,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=metrics_function(weights),
+        compute_metrics=metrics_function(f1_weights),
         callbacks=callbacks,
         loss_fn=build_loss(loss_args, weights),
+        head_learning_rate=train_cfg.head_learning_rate,
     )
+    show_progress(trainer)
     trainer.train(resume_from_checkpoint=resume_target(train_cfg))
 
+    scored = ("validation", "test") if score_test else ("validation",)
     probs = {
         split: probabilities(trainer.model, tokenizer, data.splits[split], separator, max_length, args.per_device_eval_batch_size)
-        for split in ("validation", "test")
+        for split in scored
     }
-    labels = {split: data.splits[split]["label"].to_numpy() for split in ("validation", "test")}
-    decision = fit_decision(train_cfg, probs["validation"], labels["validation"], data.splits["train"]["label"], weights)
+    labels = {split: data.splits[split]["label"].to_numpy() for split in scored}
+    decision = fit_decision(train_cfg, probs["validation"], labels["validation"], data.splits["train"]["label"], f1_weights)
     metadata = {
         "context_turns": data_args.context_turns,
         "context_separator": separator,
         "max_length": max_length,
         "class_names": EMOTIONS,
         "class_weights": weights,
+        "f1_all_class_weights": f1_weights,
         "base_model": model_args.model_name_or_path,
         "head": head,
+        "pooling": model_args.pooling,
         **decision,
     }
-    merged = save_model(trainer.model, tokenizer, out, metadata)
-    results: dict[str, Any] = {"head": head, "class_weights": weights, **decision}
-    for split in ("validation", "test"):
+    if main_process:
+        merged = save_model(trainer.model, tokenizer, out, metadata)
+    results: dict[str, Any] = {
+        "head": head,
+        "class_weights": weights,
+        "f1_all_class_weights": f1_weights,
+        **decision,
+        "head_warm_start": warm_start,
+        "epochs_trained": round(trainer.state.epoch or 0, 3),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "validation_curve": validation_curve(trainer.state.log_history),
+    }
+    for split in scored:
         predictions = decide_with_metadata(probs[split], metadata)
-        results[split] = classification_metrics(labels[split], predictions, weights)
+        results[split] = classification_metrics(labels[split], predictions, f1_weights)
         if decision["decision_rule"] != "argmax":
-            results[f"{split}_argmax"] = classification_metrics(labels[split], probs[split].argmax(-1), weights)
-    report = format_report(labels["test"], decide_with_metadata(probs["test"], metadata), results["test"], describe_decision(decision))
+            results[f"{split}_argmax"] = classification_metrics(labels[split], probs[split].argmax(-1), f1_weights)
+    report = (
+        format_report(labels["test"], decide_with_metadata(probs["test"], metadata), results["test"], describe_decision(decision), f1_weights)
+        if score_test
+        else "test split not scored (score_test=False)\n"
+    )
+    results["train_seconds"] = round(time.time() - started, 1)
+    if not main_process:
+        return FineTuneResult(out, results, probs)
     write_text(os.path.join(out, "report.txt"), report)
     print(report)
-    results["train_seconds"] = round(time.time() - started, 1)
     write_json(os.path.join(out, "metrics.json"), results)
     if train_cfg.push_to_hub:
         try:

@@ -1,18 +1,10 @@
-"""Dataset helpers: load DailyDialog-style sources, shift labels to the next turn, add dialogue
-context, downsample neutral rows, tokenize (cached) and count classes.
+"""Dataset helpers: shift labels to the next turn, add dialogue context, downsample neutral
+rows, tokenize (cached) and count classes.
 
-Three source layouts are detected from their columns:
-
-- `dialogues`: one dialogue per row, `dialog_id, utterances, emotions[, acts]` (lists); the
-  layout of `../shared/data/dailydialog/*.jsonl`.
-- `utterances`: one utterance per row, `dialog_id, utterance, emotion[, turn][, turn_type|act]`.
-  Turn order is the `turn` column when present, else the order of the rows of each dialogue
-  in the file (rows of different dialogues may be interleaved). This is the layout of
-  `benjaminbeilharz/better_daily_dialog`.
-- `shifted`: already one row per example, `text, label` (`Shotaro30678/daily_dialog_for_EP`).
-
-A source is a local folder holding `<split>.jsonl|.json|.parquet|.csv` files or a Hugging Face
-Hub dataset id. Every problem with a source raises `UserError` with the file and the fix.
+Sources, their layouts (`dialogues`, `utterances`, `shifted`) and the checks on every row live in
+`data_sources.py`. In the utterance layout, turn order is the `turn` column when present, else
+the order of the rows of each dialogue in the file (rows of different dialogues may be
+interleaved).
 
 After `prepare_splits`, each split is a DataFrame with one row per example: `dialog_id`, `turn`
 (index of the current utterance in its dialogue), `turns` (the context utterances followed by
@@ -26,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,177 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_sources import SPLITS, CheckedSplit, check_table, load_source
 from errors import UserError
-from labels import EMOTIONS, NUM_LABELS, canonical_emotion
+from labels import EMOTIONS, NUM_LABELS
 
-SPLITS = ("train", "validation", "test")
-FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
-LAYOUTS: dict[str, tuple[str, ...]] = {
-    "dialogues": ("dialog_id", "utterances", "emotions"),
-    "utterances": ("dialog_id", "utterance", "emotion"),
-    "shifted": ("text", "label"),
-}
 TOKENIZATION_VERSION = 1  # bump when the tokenized-cache format or input building changes
 
 
-# --------------------------------------------------------------------------- sources
-
-
-def read_jsonl(path: str) -> pd.DataFrame:
-    """Read a JSON Lines file; a malformed line is an error naming the file and line number."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{number}: malformed JSON line ({err.msg}); fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
-            rows.append(row)
-    if not rows:
-        raise UserError(f"{path} is empty; it must hold at least one row")
-    return pd.DataFrame(rows)
-
-
-def read_table(path: str) -> pd.DataFrame:
-    """Read one split file (JSONL, JSON array, parquet or CSV)."""
-    if os.path.getsize(path) == 0:
-        raise UserError(f"{path} is empty; it must hold at least one row")
-    if path.endswith(".parquet"):
-        frame = pd.read_parquet(path)
-    elif path.endswith(".csv"):
-        frame = pd.read_csv(path)
-    else:
-        try:
-            frame = read_jsonl(path)
-        except UserError:
-            if not path.endswith(".json"):
-                raise
-            try:
-                frame = pd.read_json(path)
-            except ValueError as err:
-                raise UserError(f"{path}: not valid JSON or JSON Lines ({err})") from None
-    if frame.empty:
-        raise UserError(f"{path} is empty; it must hold at least one row")
-    return frame
-
-
-def detect_layout(columns: Sequence[str], where: str) -> str:
-    """The layout whose required columns are all present; otherwise an error listing both."""
-    present = set(columns)
-    for name, required in LAYOUTS.items():
-        if present.issuperset(required):
-            return name
-    closest = max(LAYOUTS, key=lambda name: len(present.intersection(LAYOUTS[name])))
-    missing = [c for c in LAYOUTS[closest] if c not in present]
-    accepted = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in LAYOUTS.items())
-    raise UserError(
-        f"{where} has columns {', '.join(map(str, columns))} and matches no known layout "
-        f"(closest: {closest}, missing {', '.join(missing)}); accepted layouts are {accepted}"
-    )
-
-
-def find_split_file(folder: str, split: str) -> str:
-    for suffix in FILE_SUFFIXES:
-        path = os.path.join(folder, split + suffix)
-        if os.path.isfile(path):
-            return path
-    present = sorted(os.listdir(folder))
-    raise UserError(
-        f"dataset folder {folder} has no {split} split: expected one of "
-        f"{', '.join(split + s for s in FILE_SUFFIXES)}; it holds {', '.join(present) or 'nothing'}"
-    )
-
-
-def load_hub_splits(dataset: str, config_name: str | None, splits: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """Load splits of a Hub dataset with `datasets.load_dataset` (fails at once when offline)."""
-    import datasets
-
-    from hub import go_offline_if_unreachable
-
-    go_offline_if_unreachable()
-    try:
-        loaded = datasets.load_dataset(dataset, config_name)
-    except Exception as err:  # datasets raises many types; all mean "cannot load this id"
-        raise UserError(
-            f"cannot load dataset {dataset!r} from the Hugging Face Hub or its cache "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            "check the id and your connection, or point `dataset` at a local folder"
-        ) from None
-    frames = {}
-    for split in splits:
-        if split not in loaded:
-            raise UserError(f"Hub dataset {dataset!r} has no {split!r} split; it has {', '.join(loaded)}")
-        frames[split] = loaded[split].to_pandas()
-    return frames
-
-
-def load_source(dataset: str, splits: Sequence[str], config_name: str | None = None) -> dict[str, tuple[pd.DataFrame, str]]:
-    """Read the raw splits of a source; each split comes with a label for error messages."""
-    path = os.path.expanduser(dataset)
-    if os.path.isdir(path):
-        found = {split: find_split_file(path, split) for split in splits}
-        return {split: (read_table(file), file) for split, file in found.items()}
-    if os.path.exists(path) or dataset.startswith((".", "/", "~")) or dataset.count("/") > 1:
-        raise UserError(
-            f"dataset {dataset!r} is not a folder; give a folder holding train/validation/test "
-            "files (.jsonl, .json, .parquet or .csv) or a Hugging Face Hub dataset id"
-        )
-    frames = load_hub_splits(dataset, config_name, splits)
-    return {split: (frame, f"{dataset} [{split}]") for split, frame in frames.items()}
-
-
-# --------------------------------------------------------------------------- normalisation
-
-
-def emotion_codes(values: pd.Series, where: str) -> np.ndarray:
-    """Emotion labels as int codes 0..6; names (and their synonyms) are accepted too."""
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise UserError(f"{where}: row {row} has no emotion label; every utterance needs one (0..6)")
-    if values.dtype == object and values.map(lambda v: isinstance(v, str)).all():
-        mapped = values.map(canonical_emotion)
-        if mapped.isna().any():
-            bad = values[mapped.isna()].iloc[0]
-            raise UserError(f"{where}: unknown emotion name {bad!r}; use 0..6 or one of {', '.join(EMOTIONS)}")
-        return mapped.map(EMOTIONS.index).to_numpy(dtype=np.int64)
-    try:
-        codes = pd.to_numeric(values).to_numpy()
-    except (ValueError, TypeError):
-        raise UserError(f"{where}: emotion labels must be integers 0..6 or emotion names") from None
-    bad = (codes < 0) | (codes >= NUM_LABELS) | (codes != np.round(codes))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise UserError(
-            f"{where}: row {row} has emotion label {codes[row].item()!r}, outside 0..{NUM_LABELS - 1} "
-            f"({', '.join(f'{i} {n}' for i, n in enumerate(EMOTIONS))})"
-        )
-    return codes.astype(np.int64)
-
-
-def explode_dialogues(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """One row per utterance from one row per dialogue, with a `turn` index."""
-    lengths = frame["utterances"].map(lambda u: len(u) if isinstance(u, (list, np.ndarray)) else -1)
-    emotion_lengths = frame["emotions"].map(lambda u: len(u) if isinstance(u, (list, np.ndarray)) else -1)
-    bad = (lengths < 0) | (lengths != emotion_lengths)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(
-            f"{where}: dialogue on line {row + 1} (dialog_id {frame['dialog_id'].iloc[row]!r}) has "
-            f"{lengths.iloc[row]} utterances but {emotion_lengths.iloc[row]} emotions; they must be lists of equal length"
-        )
-    repeat = lengths.to_numpy()
-    return pd.DataFrame(
-        {
-            "dialog_id": np.repeat(frame["dialog_id"].to_numpy(), repeat),
-            "turn": np.concatenate([np.arange(n) for n in repeat]) if len(repeat) else np.array([], dtype=int),
-            "utterance": [u for utterances in frame["utterances"] for u in utterances],
-            "emotion": [e for emotions in frame["emotions"] for e in emotions],
-        }
-    )
+# --------------------------------------------------------------------------- dialogues
 
 
 def order_utterances(frame: pd.DataFrame) -> pd.DataFrame:
@@ -249,34 +79,24 @@ def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0) -> pd.D
     )
 
 
-def normalise_split(frame: pd.DataFrame, where: str, context_turns: int) -> pd.DataFrame:
-    """Any source layout -> one shifted example per row (see module docstring)."""
-    layout = detect_layout(list(frame.columns), where)
-    if layout == "shifted":
+def normalise_split(split: CheckedSplit, context_turns: int) -> pd.DataFrame:
+    """A checked split of any layout -> one shifted example per row (see module docstring)."""
+    frame = split.frame
+    if split.layout == "shifted":
         if context_turns > 0:
             raise UserError(
-                f"{where} is already shifted (columns text, label) and has no dialogue structure left, "
+                f"{split.where} is already shifted (columns text, label) and has no dialogue structure left, "
                 "so context_turns must be 0; use a dialogue- or utterance-level source for context"
             )
-        if frame["text"].isna().any():
-            raise UserError(f"{where}: row {int(frame['text'].isna().to_numpy().argmax())} has no text")
         return pd.DataFrame(
             {
                 "dialog_id": np.arange(len(frame)),
                 "turn": np.zeros(len(frame), dtype=np.int64),
-                "turns": [[t] for t in frame["text"].astype(str)],
-                "text": frame["text"].astype(str).to_numpy(dtype=object),
-                "label": emotion_codes(frame["label"], where),
+                "turns": [[t] for t in frame["text"]],
+                "text": frame["text"].to_numpy(dtype=object),
+                "label": frame["label"].to_numpy(dtype=np.int64),
             }
         )
-    if layout == "dialogues":
-        frame = explode_dialogues(frame, where)
-    else:
-        frame = frame[[c for c in ("dialog_id", "turn", "utterance", "emotion") if c in frame.columns]]
-    if frame["utterance"].isna().any():
-        row = int(frame["utterance"].isna().to_numpy().argmax())
-        raise UserError(f"{where}: utterance {row} has no text; every utterance needs a string")
-    frame = frame.assign(emotion=emotion_codes(frame["emotion"], where), utterance=frame["utterance"].astype(str))
     return shift_to_next_turn(order_utterances(frame), context_turns)
 
 
@@ -326,8 +146,8 @@ def prepare_splits(
     raw = load_source(dataset, splits, dataset_config)
     result: dict[str, pd.DataFrame] = {}
     stats: dict[str, Any] = {"class_names": EMOTIONS, "context_turns": context_turns, "splits": {}}
-    for split, (frame, where) in raw.items():
-        shifted = normalise_split(frame, where, context_turns)
+    for split, table in raw.items():
+        shifted = normalise_split(check_table(table), context_turns)
         entry: dict[str, Any] = {"rows": len(shifted), "counts": class_counts(shifted["label"])}
         if split == "train":
             shifted = downsample_neutral(shifted, neutral_keep_ratio, seed)
@@ -340,7 +160,7 @@ def prepare_splits(
             entry["rows_used"] = len(shifted)
             entry["counts_used"] = class_counts(shifted["label"])
         if shifted.empty:
-            raise UserError(f"{where}: no rows left after the next-turn shift (every dialogue has a single utterance)")
+            raise UserError(f"{table.where}: no rows left after the next-turn shift (every dialogue has a single utterance)")
         result[split] = shifted
         stats["splits"][split] = entry
     return PreparedData(result, stats)
@@ -439,6 +259,12 @@ def tokenize_split(
     if path:
         tmp = f"{path}.tmp-{os.getpid()}"
         dataset.save_to_disk(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            # Another process (a torchrun rank) cached the same content first: keep theirs.
+            if not os.path.isdir(path):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
         dataset = datasets.load_from_disk(path)
     return dataset

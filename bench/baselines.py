@@ -1,16 +1,17 @@
-"""Baselines on the shifted DailyDialog splits, through the project's own data and metric code.
+"""Baselines on the shifted DailyDialog splits, through the project's own data, baseline and metric code.
 
     uv run python bench/baselines.py [--dataset ../shared/data/dailydialog] [--out bench/results/baselines.json]
 
-- always-neutral: predicts class 0 for every row;
-- TF-IDF (word 1-2-grams) + logistic regression with balanced class weights, on the current
-  utterance (context 0) and on the last three utterances (context 2), scored with the decision
-  rules of `bench/scoring.py` (argmax; prior_corrected with tau fitted on validation, with and
-  without an accuracy floor), as the fine-tuned models are.
+- always-majority and TF-IDF (word 1-2-grams) + logistic regression with balanced class weights,
+  the baselines `ep_evaluate.py` scores (`baselines.py`), fitted on the full train split, on the
+  current utterance (context 0) and on the last three utterances (context 2), scored with the
+  decision rules of `bench/scoring.py` (argmax; prior_corrected with tau fitted on validation,
+  with and without an accuracy floor), as the fine-tuned models are.
 
-Prints a markdown table of test metrics and writes them as JSON, and how many test utterances
-occur verbatim in train (DailyDialog repeats some dialogues across splits; a bigram model can
-memorise their next-turn labels).
+Prints a markdown table of test metrics and writes them as JSON, and how many test rows are seen
+(`train_split.SEEN_DEFINITION`: DailyDialog repeats some dialogues across splits, and a bigram
+model can memorise their next-turn labels) with the TF-IDF (context 0, argmax) figures on the
+seen and the unseen rows.
 """
 
 from __future__ import annotations
@@ -25,47 +26,32 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from baselines import BASELINES, fit_probabilities  # noqa: E402
 from bench.scoring import decision_rows, markdown_table  # noqa: E402
 from decision import train_prior  # noqa: E402
-from metrics import classification_metrics  # noqa: E402
+from metrics import classification_metrics, subset_figures  # noqa: E402
+from train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit  # noqa: E402
 from utils import prepare_splits  # noqa: E402
 
 
-def tfidf_rows(dataset: str, context_turns: int) -> list[tuple[str, dict]]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    data = prepare_splits(dataset, context_turns=context_turns)
-    text = {s: [" ".join(t) for t in f["turns"]] for s, f in data.splits.items()}
-    labels = {s: f["label"].to_numpy() for s, f in data.splits.items()}
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    train = vectorizer.fit_transform(text["train"])
-    model = LogisticRegression(class_weight="balanced", max_iter=2000, C=1.0)
-    model.fit(train, labels["train"])
-    probs = {s: model.predict_proba(vectorizer.transform(text[s])) for s in ("validation", "test")}
-    name = f"TF-IDF 1-2-gram + LR (balanced), context {context_turns}"
-    return decision_rows(name, probs, labels, train_prior(labels["train"]))
+def joined(frame) -> list[str]:
+    return [" ".join(turns) for turns in frame["turns"]]
 
 
-def verbatim_overlap(dataset: str) -> str:
-    """How many test rows' utterances occur verbatim (case-folded) in train, and how often the
-    most frequent train label of that utterance is the test label."""
-    splits = prepare_splits(dataset, splits=["train", "test"]).splits
-    seen: dict[str, list[int]] = {}
-    for text, label in zip(splits["train"]["text"].str.strip().str.lower(), splits["train"]["label"]):
-        seen.setdefault(text, []).append(int(label))
-    test = splits["test"]
-    keys = test["text"].str.strip().str.lower()
-    hits = keys.isin(seen.keys()).to_numpy()
-    labels = test["label"].to_numpy()
-    majority = np.array([np.bincount(seen[k]).argmax() if h else -1 for k, h in zip(keys, hits)])
-    emotional = labels != 0
-    return (
-        f"test rows whose utterance occurs verbatim in train: {hits.mean():.1%} "
-        f"(non-neutral rows: {hits[emotional].mean():.1%}); the train majority label is right for "
-        f"{(majority[hits] == labels[hits]).mean():.1%} of them "
-        f"({(majority[hits & emotional] == labels[hits & emotional]).mean():.1%} of the non-neutral ones)"
-    )
+def baseline_rows(dataset: str, train_split: TrainSplit, context_turns: int, seen: np.ndarray) -> tuple[list, dict]:
+    """Test metrics of both baselines under each decision rule, and the TF-IDF argmax seen / unseen figures."""
+    train, validation = train_split.rows(TrainRecipe(), context_turns)
+    test = prepare_splits(dataset, splits=["test"], context_turns=context_turns).splits["test"]
+    train_labels = train["label"].to_numpy()
+    labels = {"validation": validation["label"].to_numpy(), "test": test["label"].to_numpy()}
+    scored = {"validation": joined(validation), "test": joined(test)}
+    majority = fit_probabilities("majority", joined(train), train_labels, {"test": scored["test"]})["test"]
+    rows = [(f"{BASELINES['majority']}, context {context_turns}", classification_metrics(labels["test"], majority.argmax(-1)))]
+    probs = fit_probabilities("tfidf", joined(train), train_labels, scored)
+    rows += decision_rows(f"{BASELINES['tfidf']}, context {context_turns}", probs, labels, train_prior(train_labels))
+    predicted = probs["test"].argmax(-1)
+    breakdown = {group: subset_figures(labels["test"], predicted, mask, None) for group, mask in (("seen", seen), ("unseen", ~seen))}
+    return rows, breakdown
 
 
 def main() -> None:
@@ -74,15 +60,24 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/baselines.json")
     args = parser.parse_args()
     started = time.time()
-    test_labels = prepare_splits(args.dataset, splits=["test"]).splits["test"]["label"].to_numpy()
-    rows = [("always neutral", classification_metrics(test_labels, np.zeros_like(test_labels)))]
+    train_split = TrainSplit(args.dataset)
+    seen = train_split.seen(prepare_splits(args.dataset, splits=["test"]).splits["test"]["text"])
+    rows, breakdown = [], {}
     for context in (0, 2):
-        rows += tfidf_rows(args.dataset, context)
+        context_rows, context_breakdown = baseline_rows(args.dataset, train_split, context, seen)
+        rows += context_rows
+        breakdown = breakdown or context_breakdown  # context 0's
     print(markdown_table("baseline", rows))
-    print(verbatim_overlap(args.dataset))
+    print(f"{SEEN_DEFINITION}: {seen.sum()} of {len(seen)} test rows ({seen.mean():.1%})")
+    for group, entry in breakdown.items():
+        m = entry["metrics"]
+        if m is None:
+            continue  # no rows in this group
+        print(f"TF-IDF context 0, argmax, {group} rows ({entry['rows']}): macro F1 {m['Macro_F1']:.3f}, "
+              f"balanced accuracy {m['Balanced_Accuracy']:.3f}")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump({name: m for name, m in rows}, handle, indent=2)
+        json.dump({**{name: m for name, m in rows}, "tfidf_context0_argmax_seen_unseen": breakdown}, handle, indent=2)
     print(f"\n{len(rows)} baselines in {time.time() - started:.0f} s; written to {args.out}")
 
 

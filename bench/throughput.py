@@ -2,11 +2,18 @@
 (batched tokenization, dynamic padding, length-sorted batches from `LengthBucketSampler` as in
 training), same model, same rows, one run.
 
-    uv run python bench/throughput.py [--rows 2000] [--steps 8] [--batch_size 32]
+    uv run python bench/throughput.py [--rows 2000] [--steps 30] [--batch_size 32]
 
-For each pipeline it measures tokenization time for all rows, training examples/s over `--steps`
-optimizer steps (LoRA on all-MiniLM-L6-v2, forward + backward + AdamW, after one warm-up step),
-and the share of processed tokens that are real (not padding) over all batches of the rows.
+For each pipeline it measures tokenization time for all rows, training examples/s per optimizer
+step (LoRA on all-MiniLM-L6-v2, forward + backward + AdamW; `--steps` timed steps after
+`--warmup` untimed ones), and the share of processed tokens that are real (not padding) over all
+batches of the rows.
+
+The two pipelines train side by side, one step each in turn (which goes first alternates), so
+load from other processes slows both alike. Reported: the median examples/s of each with the
+10th-90th percentile spread, the median over steps of the back-to-back speed ratio (the figure
+least disturbed by other load), and the machine's load average at the start and the end: on a
+busy machine, rerun rather than trust the figures.
 """
 
 from __future__ import annotations
@@ -80,34 +87,53 @@ def whole_split_shares(tokenizer, turns, batch_size: int) -> tuple[float, float]
     return ours, sum(min(n, limit) for n in lengths) / (len(lengths) * limit)
 
 
-def train_speed(batches, steps: int) -> float:
-    torch.manual_seed(0)
-    model, _ = load_base_model(MODEL)
-    model = apply_lora(model, ModelArguments(model_name_or_path=MODEL)).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    rng = np.random.default_rng(0)
-    picks = rng.choice(len(batches), size=steps + 1, replace=False)
-    examples, seconds = 0, 0.0
-    for n, index in enumerate(picks):
-        batch = batches[index]
+class Trainee:
+    """One pipeline's model and optimizer, trained on its batches one timed step at a time."""
+
+    def __init__(self, batches, picks) -> None:
+        torch.manual_seed(0)
+        model, _ = load_base_model(MODEL)
+        self.model = apply_lora(model, ModelArguments(model_name_or_path=MODEL)).train()
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+        self.batches = [batches[i] for i in picks]
+        self.speeds: list[float] = []  # examples/s of each timed step
+
+    def step(self, n: int, timed: bool) -> None:
+        batch = self.batches[n]
         started = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+            self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
         )
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if n:  # the first step is warm-up
-            seconds += time.perf_counter() - started
-            examples += len(batch["labels"])
-    return examples / seconds
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        if timed:
+            self.speeds.append(len(batch["labels"]) / (time.perf_counter() - started))
+
+
+def train_side_by_side(reference, ours, steps: int, warmup: int) -> tuple[Trainee, Trainee]:
+    """Alternate the pipelines step by step over the same number of randomly drawn batches."""
+    rng = np.random.default_rng(0)
+    total = steps + warmup
+    trainees = [Trainee(b, rng.choice(len(b), size=total, replace=total > len(b))) for b in (reference, ours)]
+    for n in range(total):
+        for trainee in trainees if n % 2 == 0 else trainees[::-1]:
+            trainee.step(n, timed=n >= warmup)
+    return trainees[0], trainees[1]
+
+
+def spread(values) -> str:
+    """Median with the 10th-90th percentile range."""
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    return f"{p50:.1f} ({p10:.1f}-{p90:.1f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="../shared/data/dailydialog")
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps of each pipeline")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each before timing")
     parser.add_argument("--batch_size", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -117,18 +143,19 @@ def main() -> None:
     labels = frame["label"].tolist()
     ref_tok, ref = reference_batches(tokenizer, frame["text"].tolist(), labels, args.batch_size)
     our_tok, ours = our_batches(tokenizer, frame["turns"].tolist(), labels, args.batch_size)
-    results = {
-        "reference": (ref_tok, train_speed(ref, args.steps), real_token_share(ref)),
-        "ours": (our_tok, train_speed(ours, args.steps), real_token_share(ours)),
-    }
-    print(f"\n{args.rows} train rows, batch {args.batch_size}, {args.steps} timed steps, {torch.get_num_threads()} threads,"
-          f" reference pads to {tokenizer.model_max_length} tokens")
-    print("| pipeline | tokenization (s) | training examples/s | real tokens |")
+    load_at_start = os.getloadavg()[0]
+    ref_trainee, our_trainee = train_side_by_side(ref, ours, args.steps, args.warmup)
+    load_at_end = os.getloadavg()[0]
+    print(f"\n{args.rows} train rows, batch {args.batch_size}, {args.steps} timed steps of each pipeline (alternating,"
+          f" after {args.warmup} warm-up), {torch.get_num_threads()} threads, reference pads to"
+          f" {tokenizer.model_max_length} tokens; load average {load_at_start:.1f} at start, {load_at_end:.1f} at end"
+          f" on {os.cpu_count()} CPUs")
+    print("| pipeline | tokenization (s) | training examples/s, median (p10-p90) | real tokens |")
     print("|---|---|---|---|")
-    for name, (tok, speed, share) in results.items():
-        print(f"| {name} | {tok:.3f} | {speed:.1f} | {100 * share:.1f}% |")
-    (rt, rs, _), (ot, os_, _) = results["reference"], results["ours"]
-    print(f"| ratio ours/reference | {rt / ot:.1f}x faster | {os_ / rs:.1f}x | |")
+    for name, tok, trainee, batches in (("reference", ref_tok, ref_trainee, ref), ("ours", our_tok, our_trainee, ours)):
+        print(f"| {name} | {tok:.3f} | {spread(trainee.speeds)} | {100 * real_token_share(batches):.1f}% |")
+    ratios = np.array(our_trainee.speeds) / np.array(ref_trainee.speeds)
+    print(f"| ratio ours/reference | {ref_tok / our_tok:.1f}x faster | {spread(ratios)}x (same step) | |")
     ours_share, reference_share = whole_split_shares(tokenizer, train["turns"].tolist(), args.batch_size)
     print(f"\nWhole train split ({len(train)} rows), real tokens: ours {100 * ours_share:.1f}%, "
           f"reference {100 * reference_share:.1f}%")

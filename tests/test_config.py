@@ -77,6 +77,45 @@ def test_json_syntax_error_names_file_line_and_column(tmp_path):
     assert message.startswith(f"{tmp_path / 'args.json'}:4:3: invalid JSON")
 
 
+@pytest.mark.parametrize(
+    "ours, original",
+    [
+        ({"batch_size": 16}, {"per_device_train_batch_size": 8}),
+        ({"eval_batch_size": 64}, {"per_device_eval_batch_size": 32}),
+        ({"warmup_ratio": 0.1}, {"warmup_steps": 500}),
+        ({"group_by_length": True}, {"train_sampling_strategy": "random"}),
+    ],
+)
+def test_our_name_and_the_trainingarguments_original_must_not_disagree(tmp_path, ours, original):
+    (name, value), (other, other_value) = *ours.items(), *original.items()
+    message = error_of(tmp_path, {**BASE, **ours, **original})
+    assert message == (
+        f"{tmp_path / 'args.json'}: key {name!r} has value {json.dumps(value)} but {other!r} ({tmp_path / 'args.json'}) "
+        f"has {json.dumps(other_value)}; {name!r} is this project's name for TrainingArguments' {other!r}, "
+        f"so give only {name!r}"
+    )
+    cli = error_of(tmp_path, {**BASE, **ours}, f"--{other}", json.dumps(other_value))
+    assert f"but {other!r} (command line) has" in cli
+
+
+def test_our_name_and_its_original_may_agree_or_come_alone(tmp_path):
+    _, passthrough, _ = load(tmp_path, {**BASE, "batch_size": 8, "per_device_train_batch_size": 8, "warmup_steps": 5})
+    assert passthrough == {"per_device_train_batch_size": 8, "warmup_steps": 5}
+
+
+@pytest.mark.parametrize("content", ["", "  \n\n"])
+def test_empty_config_file_says_it_is_empty(tmp_path, content):
+    assert error_of(tmp_path, content).startswith(f"{tmp_path / 'args.json'} is empty; a config is a JSON object")
+
+
+def test_config_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "args.json"
+    path.write_bytes('{\n  "run_name": "café"\n}'.encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(FINE_TUNE_CLASSES, ["--json_file", str(path)])
+    assert str(caught.value) == f"{path}:2: not UTF-8 text (byte 0xe9); save the config as UTF-8"
+
+
 def test_missing_config_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(FINE_TUNE_CLASSES, ["--json_file", str(tmp_path / "nope.json")])

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import socket
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import REAL_DATA, build_tokenizer, requires_real_data, write_jsonl
+from data_sources import check_table, load_source
 from errors import UserError
 from utils import (
     encode_turns,
-    explode_dialogues,
-    load_source,
     order_utterances,
     prepare_splits,
     shift_to_next_turn,
@@ -45,8 +44,7 @@ def test_real_dailydialog_shifted_counts():
 @requires_real_data
 def test_utterance_level_parquet_shuffled_gives_same_counts(tmp_path):
     for split in EXPECTED:
-        raw, _ = load_source(REAL_DATA, [split])[split]
-        utterances = explode_dialogues(raw, split).sample(frac=1.0, random_state=0)
+        utterances = check_table(load_source(REAL_DATA, [split])[split]).frame.sample(frac=1.0, random_state=0)
         utterances.to_parquet(tmp_path / f"{split}.parquet", index=False)
     data = prepare_splits(str(tmp_path))
     for split, (rows, per_class) in EXPECTED.items():
@@ -56,14 +54,12 @@ def test_utterance_level_parquet_shuffled_gives_same_counts(tmp_path):
 
 
 @requires_real_data
-def test_full_train_split_shifts_in_well_under_a_second():
-    raw, _ = load_source(REAL_DATA, ["train"])["train"]
-    utterances = order_utterances(explode_dialogues(raw, "train"))
+def test_full_train_split_shifts_to_one_row_per_utterance_but_the_last():
+    # Its speed is measured by bench/throughput.py, not asserted here (a busy machine is no clock).
+    utterances = order_utterances(check_table(load_source(REAL_DATA, ["train"])["train"]).frame)
     assert len(utterances) == 87170
-    started = time.perf_counter()
     shifted = shift_to_next_turn(utterances)
-    assert time.perf_counter() - started < 1.0
-    assert len(shifted) == 76052
+    assert len(shifted) == 87170 - 11118 == 76052
 
 
 def utterance_table(rows):
@@ -127,29 +123,25 @@ def test_shifted_layout_is_used_as_is_and_refuses_context(tmp_path):
         prepare_splits(str(tmp_path), context_turns=1)
 
 
+def test_json_file_may_be_an_array_json_lines_or_pandas_columns(tmp_path, tiny_dataset_dir):
+    expected = prepare_splits(tiny_dataset_dir).splits["train"]
+    raw = pd.read_json(os.path.join(tiny_dataset_dir, "train.jsonl"), lines=True)
+    for writer in (
+        lambda path: raw.to_json(path, orient="records", indent=1),
+        lambda path: raw.to_json(path, orient="records", lines=True),
+        lambda path: raw.to_json(path),
+    ):
+        for split in ("train", "validation", "test"):
+            writer(tmp_path / f"{split}.json")
+        pd.testing.assert_frame_equal(prepare_splits(str(tmp_path)).splits["train"], expected)
+
+
 def write_splits(folder, name_to_lines):
     for split in ("train", "validation", "test"):
         (folder / f"{split}.jsonl").write_text(name_to_lines.get(split, name_to_lines["train"]))
 
 
 GOOD = json.dumps({"dialog_id": 0, "utterances": ["a", "b"], "emotions": [0, 1], "acts": [1, 2]}) + "\n"
-
-
-@pytest.mark.parametrize(
-    "lines, expected",
-    [
-        (GOOD + "{not json\n", r"train.jsonl:2: malformed JSON line"),
-        ("", r"train.jsonl is empty"),
-        (json.dumps({"dialog_id": 0, "utterances": ["a", "b"], "emotions": [0, 9]}) + "\n", r"emotion label 9, outside 0..6"),
-        (json.dumps({"dialog_id": 0, "utterance": "a"}) + "\n", r"has columns dialog_id, utterance and matches no known layout .*missing emotion"),
-        (json.dumps({"dialog_id": 0, "utterances": ["a", "b"], "emotions": [0]}) + "\n", r"2 utterances but 1 emotions"),
-    ],
-)
-def test_bad_sources_give_one_clear_error(tmp_path, lines, expected):
-    write_splits(tmp_path, {"train": lines})
-    with pytest.raises(UserError, match=expected) as caught:
-        prepare_splits(str(tmp_path))
-    assert "\n" not in str(caught.value)
 
 
 def test_missing_folder_and_split_file(tmp_path):
@@ -167,11 +159,13 @@ def test_single_utterance_dialogue_adds_no_row(tmp_path):
     assert frame["text"].tolist() == ["a"] and frame["label"].tolist() == [1]
 
 
-def test_hub_id_fails_at_once_offline():
-    started = time.perf_counter()
+def test_hub_id_fails_at_once_offline(monkeypatch):
+    # "At once" means no connection attempt (and so no retries), which a clock on a busy machine can't tell.
+    attempts = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: attempts.append(address))
     with pytest.raises(UserError, match="cannot load dataset 'someone/not_cached_dataset'"):
         prepare_splits("someone/not_cached_dataset")
-    assert time.perf_counter() - started < 10
+    assert attempts == []
 
 
 def test_truncation_drops_oldest_tokens_never_the_current_utterance(tmp_path):

@@ -85,7 +85,7 @@ def test_prior_corrected_run_saves_tau_and_applies_it_everywhere(tmp_path, tiny_
     classifier = load_classifier(out)
     for split in ("validation", "test"):
         probs = predict_proba(classifier, data.splits[split]["turns"].tolist())
-        recomputed = classification_metrics(data.splits[split]["label"], decide_with_metadata(probs, metadata), metadata["class_weights"])
+        recomputed = classification_metrics(data.splits[split]["label"], decide_with_metadata(probs, metadata), metadata["f1_all_class_weights"])
         assert recomputed == pytest.approx(result.metrics[split])
-        argmax = classification_metrics(data.splits[split]["label"], probs.argmax(-1), metadata["class_weights"])
+        argmax = classification_metrics(data.splits[split]["label"], probs.argmax(-1), metadata["f1_all_class_weights"])
         assert argmax == pytest.approx(result.metrics[f"{split}_argmax"])

