@@ -163,3 +163,19 @@ def tiny_config(model_dir: str, dataset_dir: str, output_dir: str, **overrides):
     values.update(overrides)
     instances, passthrough = build_instances(values, FINE_TUNE_CLASSES, "test", set(), TrainingArguments)
     return (*instances, passthrough)
+
+
+def cli_error_lines(main, argv: list[str], monkeypatch, capsys) -> list[str]:
+    """Run an entry script's `main` in-process as the command line `argv`; it must exit 1 with no
+    traceback. Returns the `error:` lines it printed."""
+    import sys
+
+    from errors import run_main
+
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        run_main(main)
+    assert exited.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    return [line for line in stderr.splitlines() if line.startswith("error:")]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 import pandas as pd
 import pytest
 
-from conftest import write_jsonl
+from conftest import cli_error_lines, write_jsonl
 from errors import UserError
 from utils import prepare_splits
 
@@ -219,20 +218,13 @@ def test_damaged_parquet_is_one_line(tmp_path):
 def test_prepare_only_prints_one_error_line_and_exits_non_zero(tmp_path, tiny_model_dir, monkeypatch, capsys):
     """The command the issue ran: `ep_fine_tune.py --prepare_only` on a corrupted train split."""
     import ep_fine_tune
-    from errors import run_main
 
     data = tmp_path / "data"
     data.mkdir()
     path = write_split(data, "jsonl", [dialogue(0), dialogue(9999, emotions=[0, 9])])
     argv = ["ep_fine_tune.py", "--model_name_or_path", tiny_model_dir, "--dataset", str(data), "--output_dir",
             str(tmp_path / "out"), "--data_cache_dir", "null", "--report_to", '["none"]', "--prepare_only"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exited:
-        run_main(ep_fine_tune.main)
-    assert exited.value.code == 1
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+    assert cli_error_lines(ep_fine_tune.main, argv, monkeypatch, capsys) == [
         f"error: {path}:2: dialog_id 9999: field 'emotions'[1] has value 9; {EMOTIONS_ACCEPTED}"
     ]
     assert not (tmp_path / "out" / "data_stats.json").exists()

@@ -4,11 +4,10 @@ line naming the file, the value and what is accepted, before any data is scored.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from conftest import build_tiny_bert
+from conftest import build_tiny_bert, cli_error_lines
 from errors import UserError
 from modeling import METADATA_FILE, read_metadata
 
@@ -42,19 +41,12 @@ def test_usable_rules_load(tmp_path):
 
 def test_ep_evaluate_on_unknown_rule_exits_with_one_line(tmp_path, tiny_dataset_dir, monkeypatch, capsys):
     import ep_evaluate
-    from errors import run_main
 
     model = tmp_path / "model"
     build_tiny_bert(str(model))
     (model / METADATA_FILE).write_text(json.dumps({"context_turns": 0, "decision_rule": "softmax_vote"}))
     argv = ["ep_evaluate.py", "--models", str(model), "--dataset", tiny_dataset_dir, "--output_dir", str(tmp_path / "out")]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exited:
-        run_main(ep_evaluate.main)
-    assert exited.value.code == 1
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+    assert cli_error_lines(ep_evaluate.main, argv, monkeypatch, capsys) == [
         f'error: {model / METADATA_FILE}: decision_rule has value "softmax_vote"; expected one of "argmax", '
         f'"prior_corrected" {FIX}'
     ]
