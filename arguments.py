@@ -18,20 +18,30 @@ class DataArguments:
     """Where the dialogues come from and how each example's input is built."""
 
     dataset: str = key(
-        help="local folder with train/validation/test .jsonl|.json|.parquet|.csv files, or a Hugging Face Hub dataset id"
+        help="local folder with train/validation/test .jsonl|.json|.parquet|.csv files, "
+        "or a Hugging Face Hub dataset id"
     )
     dataset_config: str | None = key(None, help="Hub dataset configuration name, if the dataset has several")
-    context_turns: int = key(0, help="previous utterances put before the current one (0 = current only)", check=in_range(0))
+    context_turns: int = key(
+        0, help="previous utterances put before the current one (0 = current only)", check=in_range(0)
+    )
     context_separator: str | None = key(
         None, help="text between context turns; default: the tokenizer's separator token with spaces around it"
     )
-    max_length: int = key(256, help="maximum tokens per example; the oldest context tokens are dropped first", check=in_range(8))
+    max_length: int = key(
+        256, help="maximum tokens per example; the oldest context tokens are dropped first", check=in_range(8)
+    )
     neutral_keep_ratio: float = key(
-        1.0, help="fraction of neutral train rows kept (0, 1]; validation and test are never downsampled",
+        1.0,
+        help="fraction of neutral train rows kept (0, 1]; validation and test are never downsampled",
         check=in_range(0, 1, low_open=True),
     )
-    max_train_samples: int | None = key(None, help="use at most this many train rows (random, by seed)", check=in_range(1))
-    max_eval_samples: int | None = key(None, help="use at most this many validation rows (random, by seed)", check=in_range(1))
+    max_train_samples: int | None = key(
+        None, help="use at most this many train rows (random, by seed)", check=in_range(1)
+    )
+    max_eval_samples: int | None = key(
+        None, help="use at most this many validation rows (random, by seed)", check=in_range(1)
+    )
     data_cache_dir: str | None = key(
         "~/.cache/emotion_predictor/tokenized", help="folder for tokenized splits (null = no cache)"
     )
@@ -47,9 +57,10 @@ class ModelArguments:
     )
     trust_remote_code: bool = key(False, help="allow custom model code from the Hub (off unless you trust it)")
     pooling: Literal["model", "mean"] = key(
-        "model", help="what the classification head reads: model = the base model's own choice ([CLS] pooler for "
+        "model",
+        help="what the classification head reads: model = the base model's own choice ([CLS] pooler for "
         "BERT), mean = the mean of the real tokens' states, as sentence encoders like MiniLM were trained (BERT only; "
-        "the saved model then needs trust_remote_code=True outside this project)"
+        "the saved model then needs trust_remote_code=True outside this project)",
     )
     use_lora: bool = key(True, help="train LoRA adapters plus the classification head; false = full fine-tuning")
     lora_rank: int = key(32, help="LoRA rank r", check=in_range(1))
@@ -74,7 +85,9 @@ class LossArguments:
         "balanced",
         help="per-class weights: balanced (scikit-learn, on train labels after downsampling), none, or 7 numbers",
     )
-    focal_gamma: float = key(8.0, help="focal loss focusing parameter gamma (0 = weighted cross entropy)", check=in_range(0))
+    focal_gamma: float = key(
+        8.0, help="focal loss focusing parameter gamma (0 = weighted cross entropy)", check=in_range(0)
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.class_weights, list) and (
@@ -91,52 +104,68 @@ class TrainingConfig:
     """Training loop, outputs and tracking (any other TrainingArguments key is passed through)."""
 
     output_dir: str = key(help="folder for everything the run writes")
-    batch_size: int = key(16, help="train batch size per device", check=in_range(1), replaces="per_device_train_batch_size")
+    batch_size: int = key(
+        16, help="train batch size per device", check=in_range(1), replaces="per_device_train_batch_size"
+    )
     eval_batch_size: int | None = key(
-        None, help="evaluation batch size (default: 2 x batch_size)", check=in_range(1), replaces="per_device_eval_batch_size"
+        None,
+        help="evaluation batch size (default: 2 x batch_size)",
+        check=in_range(1),
+        replaces="per_device_eval_batch_size",
     )
     num_train_epochs: float = key(5, help="training epochs", check=in_range(0, low_open=True))
     max_steps: int = key(-1, help="stop after this many optimizer steps (-1 = run all epochs)", check=in_range(-1))
     learning_rate: float = key(7.627e-4, help="peak learning rate", check=in_range(0, low_open=True))
     lr_scheduler_type: str = key("cosine", help="learning-rate schedule (linear, cosine, constant, ...)")
     weight_decay: float = key(0.3052, help="AdamW weight decay", check=in_range(0))
-    warmup_ratio: float = key(0.06915, help="share of steps for linear warm-up", check=in_range(0, 1), replaces="warmup_steps")
+    warmup_ratio: float = key(
+        0.06915, help="share of steps for linear warm-up", check=in_range(0, 1), replaces="warmup_steps"
+    )
     max_grad_norm: float = key(0.6186, help="gradient clipping norm", check=in_range(0))
     gradient_accumulation_steps: int = key(1, help="micro-batches per optimizer step", check=in_range(1))
     head_learning_rate: float | None = key(
-        None, help="peak learning rate of the classification head (and BERT's pooler); null = learning_rate",
+        None,
+        help="peak learning rate of the classification head (and BERT's pooler); null = learning_rate",
         check=in_range(0, low_open=True),
     )
     head_warm_start: Literal["none", "logistic_regression"] = key(
-        "none", help="logistic_regression: before fine-tuning, set the head's output layer to a logistic regression "
-        "fitted on the frozen encoder's features of the train rows, weighted like the loss (linear probing first)"
+        "none",
+        help="logistic_regression: before fine-tuning, set the head's output layer to a logistic regression "
+        "fitted on the frozen encoder's features of the train rows, weighted like the loss (linear probing first)",
     )
     early_stopping_patience: int | None = key(
-        None, help="stop when metric_for_best_model has not improved for this many evaluations (null = never)",
+        None,
+        help="stop when metric_for_best_model has not improved for this many evaluations (null = never)",
         check=in_range(1),
     )
     group_by_length: bool = key(
-        True, help="batch rows of similar length together: length-sorted batches in random order (little padding)",
+        True,
+        help="batch rows of similar length together: length-sorted batches in random order (little padding)",
         replaces="train_sampling_strategy",
     )
     eval_strategy: Literal["epoch", "steps"] = key("epoch", help="when to evaluate and save a checkpoint")
     eval_steps: int | None = key(None, help="steps between evaluations when eval_strategy is steps", check=in_range(1))
-    metric_for_best_model: Literal[
-        "F1-all-class", "Macro_F1", "Balanced_Accuracy", "F1-score", "Accuracy", "loss"
-    ] = key("F1-all-class", help="validation metric that picks the best checkpoint")
+    metric_for_best_model: Literal["F1-all-class", "Macro_F1", "Balanced_Accuracy", "F1-score", "Accuracy", "loss"] = (
+        key("F1-all-class", help="validation metric that picks the best checkpoint")
+    )
     seed: int = key(42, help="seed for sampling, initialisation and data order")
     decision_rule: Literal["argmax", "prior_corrected"] = key(
-        "argmax", help="how probabilities become a class: argmax, or prior_corrected (argmax of log p - tau log prior, "
-        "tau fitted on validation)"
+        "argmax",
+        help="how probabilities become a class: argmax, or prior_corrected (argmax of log p - tau log prior, "
+        "tau fitted on validation)",
     )
     decision_metric: Literal["Macro_F1", "Balanced_Accuracy", "F1-score", "Accuracy", "F1-all-class"] = key(
         "Macro_F1", help="validation metric that prior_corrected's tau maximises"
     )
     decision_min_accuracy: float | None = key(
-        None, help="prior_corrected: only taus keeping validation accuracy at or above this compete "
-        "(null = no floor; if none reaches it, the most accurate tau)", check=in_range(0, 1),
+        None,
+        help="prior_corrected: only taus keeping validation accuracy at or above this compete "
+        "(null = no floor; if none reaches it, the most accurate tau)",
+        check=in_range(0, 1),
     )
-    report_to: list[str] = key(["wandb"], help="trackers: wandb (offline by itself without credentials), tensorboard, none")
+    report_to: list[str] = key(
+        ["wandb"], help="trackers: wandb (offline by itself without credentials), tensorboard, none"
+    )
     run_name: str | None = key(None, help="name of the run in the tracker")
     resume_from_checkpoint: bool | str | None = key(
         None, help="true = continue from the last checkpoint in output_dir/checkpoints, or a checkpoint path"
@@ -154,6 +183,9 @@ class TrainingConfig:
 
 
 FINE_TUNE_CLASSES = (DataArguments, ModelArguments, LossArguments, TrainingConfig)
+# Every other fine-tuning key is a TrainingArguments field, passed through as is; by its path, so
+# that config.py imports transformers only for a config that holds such a key.
+FINE_TUNE_PASSTHROUGH = "transformers.training_args.TrainingArguments"
 
 
 @dataclass
@@ -165,7 +197,8 @@ class EvaluateArguments:
         "folder, a local model folder, package:<module> or a Hub id"
     )
     dataset: str = key(
-        help="local folder with train/validation/test .jsonl|.json|.parquet|.csv files, or a Hugging Face Hub dataset id"
+        help="local folder with train/validation/test .jsonl|.json|.parquet|.csv files, "
+        "or a Hugging Face Hub dataset id"
     )
     output_dir: str = key(help="folder for the reports (one subfolder per model when there are several)")
     model_names: list[str] | None = key(
@@ -173,23 +206,30 @@ class EvaluateArguments:
     )
     dataset_config: str | None = key(None, help="Hub dataset configuration name, if the dataset has several")
     split: Literal["train", "validation", "test"] = key("test", help="the split to evaluate on")
-    max_eval_samples: int | None = key(None, help="use at most this many rows of the split (random, by seed)", check=in_range(1))
+    max_eval_samples: int | None = key(
+        None, help="use at most this many rows of the split (random, by seed)", check=in_range(1)
+    )
     seed: int = key(42, help="seed for max_eval_samples sampling")
     batch_size: int = key(64, help="rows scored per forward pass", check=in_range(1))
     context_turns: int | None = key(
-        None, help="previous utterances put before the current one (null = the model's own setting, else 0)", check=in_range(0)
+        None,
+        help="previous utterances put before the current one (null = the model's own setting, else 0)",
+        check=in_range(0),
     )
     context_separator: str | None = key(
         None, help="text between context turns (null = the model's own, else the tokenizer's separator token)"
     )
     max_length: int | None = key(
-        None, help="maximum tokens per example (null = the model's own, else min(256, tokenizer limit))", check=in_range(8)
+        None,
+        help="maximum tokens per example (null = the model's own, else min(256, tokenizer limit))",
+        check=in_range(8),
     )
     device: Literal["auto", "cpu", "cuda"] = key("auto", help="where to run the models (auto = cuda when available)")
     disable_tqdm: bool = key(False, help="hide the progress bar")
     baselines: list[Literal["majority", "tfidf"]] = key(
-        ["majority", "tfidf"], help="baselines scored next to the models, with the train rows, context and decision "
-        "rule of the first fine-tuned model ([] = none; on the command line a JSON list, e.g. '[\"tfidf\"]')"
+        ["majority", "tfidf"],
+        help="baselines scored next to the models, with the train rows, context and decision "
+        "rule of the first fine-tuned model ([] = none; on the command line a JSON list, e.g. '[\"tfidf\"]')",
     )
     baseline_cache_dir: str | None = key(
         "~/.cache/emotion_predictor/baselines", help="folder for the baselines' fitted probabilities (null = no cache)"
@@ -247,25 +287,32 @@ class SweepArguments:
         check=json_object,
     )
     base_config: str | None = key(
-        None, help="fine-tuning args file the trials start from; fine-tuning keys in the sweep file override it",
+        None,
+        help="fine-tuning args file the trials start from; fine-tuning keys in the sweep file override it",
         check=existing_path,
     )
     sweep_count: int = key(
-        10, help="trials this worker finishes (complete, pruned or failed with an error); a re-run continues "
-        "until the worker has that many", check=in_range(1),
+        10,
+        help="trials this worker finishes (complete, pruned or failed with an error); a re-run continues "
+        "until the worker has that many",
+        check=in_range(1),
     )
     sweep_backend: Literal["optuna", "wandb"] = key(
         "optuna", help="optuna: offline, study in sweep_storage; wandb: a wandb sweep and agent (needs wandb login)"
     )
     sweep_storage: str | None = key(
-        None, help="optuna: database URL of the study (default sqlite:///<output_dir>/sweep.db; "
+        None,
+        help="optuna: database URL of the study (default sqlite:///<output_dir>/sweep.db; "
         "postgresql://... or mysql://... shares one sweep between machines); wandb: a sweep id "
         "entity/project/id to join (default: the one this output_dir created, else a new sweep)",
     )
-    sweep_name: str | None = key(None, help="the study's name in sweep_storage (default: sweep_config name, else 'sweep')")
+    sweep_name: str | None = key(
+        None, help="the study's name in sweep_storage (default: sweep_config name, else 'sweep')"
+    )
     sweep_worker: str | None = key(
-        None, help="this worker's name, under which its trials are counted on re-runs (default: the host name); "
-        "give each process on one machine its own"
+        None,
+        help="this worker's name, under which its trials are counted on re-runs (default: the host name); "
+        "give each process on one machine its own",
     )
     sweep_keep_checkpoints: bool = key(
         False, help="keep each finished trial's checkpoints/ folder (false: delete it, keep model/, adapter/, metrics)"

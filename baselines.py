@@ -86,7 +86,11 @@ def cached_probabilities(
     cache_dir: str | None,
 ) -> tuple[dict[str, np.ndarray], bool]:
     """`fit_probabilities`, read from / written to `cache_dir` (None: no cache); and whether it was cached."""
-    path = os.path.join(os.path.expanduser(cache_dir), f"{name}-{cache_key(name, train_texts, train_labels, scored)}.npz") if cache_dir else None
+    path = (
+        os.path.join(os.path.expanduser(cache_dir), f"{name}-{cache_key(name, train_texts, train_labels, scored)}.npz")
+        if cache_dir
+        else None
+    )
     if path and os.path.isfile(path):
         with np.load(path) as stored:
             return {split: stored[split] for split in scored}, True

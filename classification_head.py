@@ -123,6 +123,8 @@ def warm_start_head(
     facts = {"rows": len(labels), "train_accuracy": round(accuracy, 4), "seconds": round(time.time() - started, 1)}
     logger.info(
         "Head warm start: logistic regression on frozen features of %d train rows (train accuracy %.3f, %.1f s)",
-        facts["rows"], accuracy, facts["seconds"],
+        facts["rows"],
+        accuracy,
+        facts["seconds"],
     )
     return facts

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from errors import UserError
+from errors import UserError, first_line
 from labels import EMOTIONS, LABEL2ID, NUM_LABELS, canonical_emotion
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ def read_text(path: str) -> str:
 def records_table(records: list[Any], lines: list[int], path: str) -> RawTable:
     for record, line in zip(records, lines):
         if not isinstance(record, dict):
-            raise UserError(f"{path}:{line}: expected a JSON object (one row), got {type(record).__name__} {shown(record)}")
+            raise UserError(
+                f"{path}:{line}: expected a JSON object (one row), got {type(record).__name__} {shown(record)}"
+            )
     return RawTable(pd.DataFrame(records), path, np.asarray(lines), "line")
 
 
@@ -173,7 +175,7 @@ def parse_csv(text: str, path: str) -> RawTable:
             na_values=[""],
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        raise UserError(f"{path}: not a readable CSV file ({str(err).strip().splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable CSV file ({first_line(err)})") from None
     return RawTable(frame, path, np.arange(2, len(frame) + 2), "line")
 
 
@@ -182,7 +184,7 @@ def read_parquet(path: str) -> RawTable:
         frame = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError and more for a damaged file
         raise UserError(
-            f"{path}: not a readable parquet file ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+            f"{path}: not a readable parquet file ({first_line(err, with_type=True)}); "
             "rewrite it, e.g. with pandas DataFrame.to_parquet"
         ) from None
     return RawTable(frame, path, np.arange(1, len(frame) + 1), "row")
@@ -231,7 +233,7 @@ def load_hub_splits(dataset: str, config_name: str | None, splits: Sequence[str]
     except Exception as err:  # datasets raises many types; all mean "cannot load this id"
         raise UserError(
             f"cannot load dataset {dataset!r} from the Hugging Face Hub or its cache "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"({first_line(err, with_type=True)}); "
             "check the id and your connection, or point `dataset` at a local folder"
         ) from None
     frames = {}
@@ -315,9 +317,7 @@ def as_list(value: Any) -> list | None:
 
 def row_layout(row: dict[str, Any]) -> str | None:
     """The layout whose required fields are all present in this row."""
-    return next(
-        (name for name, fields in LAYOUTS.items() if all(not is_missing(row.get(f)) for f in fields)), None
-    )
+    return next((name for name, fields in LAYOUTS.items() if all(not is_missing(row.get(f)) for f in fields)), None)
 
 
 def detect_layout(table: RawTable) -> str:
@@ -362,8 +362,9 @@ class RowChecker:
         other = row_layout(row)
         if other and other != self.layout:
             raise UserError(
-                f"{self.table.place(index)}: a row of the {other} layout ({', '.join(LAYOUTS[other])}) in a file of the "
-                f"{self.layout} layout ({', '.join(LAYOUTS[self.layout])}); every row of a file must use one layout"
+                f"{self.table.place(index)}: a row of the {other} layout ({', '.join(LAYOUTS[other])}) "
+                f"in a file of the {self.layout} layout ({', '.join(LAYOUTS[self.layout])}); "
+                "every row of a file must use one layout"
             )
         raise self.fail(index, row, f"field {missing[0]!r} is missing or null; expected {FIELD_EXPECTS[missing[0]]}")
 
@@ -375,7 +376,8 @@ class RowChecker:
         if isinstance(value, str):
             return value
         raise UserError(
-            f"{self.table.place(index)}: field 'dialog_id' has value {shown(value)}; expected {FIELD_EXPECTS['dialog_id']}"
+            f"{self.table.place(index)}: field 'dialog_id' has value {shown(value)}; "
+            f"expected {FIELD_EXPECTS['dialog_id']}"
         )
 
     def text(self, index: int, row: dict[str, Any], field: str, value: Any) -> str:
@@ -416,11 +418,15 @@ class RowChecker:
             if has_turn:
                 turn = as_integer(row["turn"])
                 if turn is None or turn < 0:
-                    raise self.fail(index, row, f"field 'turn' has value {shown(row['turn'])}; expected an integer >= 0")
+                    raise self.fail(
+                        index, row, f"field 'turn' has value {shown(row['turn'])}; expected an integer >= 0"
+                    )
                 slot = (str(dialog), turn)
                 if slot in seen:
                     raise self.fail(
-                        index, row, f"turn {turn} is also on {self.table.unit} {self.table.positions[seen[slot]]}; "
+                        index,
+                        row,
+                        f"turn {turn} is also on {self.table.unit} {self.table.positions[seen[slot]]}; "
                         "each (dialog_id, turn) must appear once",
                     )
                 seen[slot] = index
@@ -436,7 +442,9 @@ class RowChecker:
             dialog = self.dialog_id(index, row)
             if str(dialog) in seen:
                 raise self.fail(
-                    index, row, f"dialog_id is also used on {self.table.unit} {self.table.positions[seen[str(dialog)]]}; "
+                    index,
+                    row,
+                    f"dialog_id is also used on {self.table.unit} {self.table.positions[seen[str(dialog)]]}; "
                     "each dialogue needs its own id",
                 )
             seen[str(dialog)] = index
@@ -446,7 +454,9 @@ class RowChecker:
                     raise self.fail(index, row, f"field {field!r} has value {shown(row[field])}; expected a list")
             if len(utterances) != len(emotions):
                 raise self.fail(
-                    index, row, f"{len(utterances)} utterances but {len(emotions)} emotions; "
+                    index,
+                    row,
+                    f"{len(utterances)} utterances but {len(emotions)} emotions; "
                     "they must be lists of equal length, one emotion per utterance",
                 )
             if not utterances:
@@ -459,12 +469,18 @@ class RowChecker:
                 turns.append(turn)
         if empty:
             logger.warning(
-                "%s: skipped %d empty dialogue(s) (no utterances), first at %s", self.table.where, len(empty),
+                "%s: skipped %d empty dialogue(s) (no utterances), first at %s",
+                self.table.where,
+                len(empty),
                 self.table.place(empty[0]),
             )
         return pd.DataFrame(
-            {"dialog_id": ids, "turn": np.asarray(turns, dtype=np.int64), "utterance": texts,
-             "emotion": np.asarray(codes, dtype=np.int64)}
+            {
+                "dialog_id": ids,
+                "turn": np.asarray(turns, dtype=np.int64),
+                "utterance": texts,
+                "emotion": np.asarray(codes, dtype=np.int64),
+            }
         )
 
 

@@ -36,7 +36,9 @@ def train_prior(labels: Sequence[int] | np.ndarray) -> list[float]:
     return (counts / counts.sum()).tolist()
 
 
-def decide(probs: np.ndarray, rule: str = "argmax", tau: float = 0.0, prior: Sequence[float] | None = None) -> np.ndarray:
+def decide(
+    probs: np.ndarray, rule: str = "argmax", tau: float = 0.0, prior: Sequence[float] | None = None
+) -> np.ndarray:
     """Predicted class per row of `probs` under `rule`."""
     if rule == "argmax":
         return np.argmax(probs, axis=-1)
@@ -84,7 +86,7 @@ def fit_tau(
 def check_decision(metadata: dict[str, Any], where: str) -> None:
     """A saved decision rule that `decide_with_metadata` can apply, else one UserError line."""
     rule = metadata.get("decision_rule", "argmax")
-    fix = "fine-tune the model again, or set decision_rule to \"argmax\" in that file"
+    fix = 'fine-tune the model again, or set decision_rule to "argmax" in that file'
     if rule not in DECISION_RULES:
         raise UserError(
             f"{where}: decision_rule has value {json.dumps(rule)}; expected one of "
@@ -96,7 +98,8 @@ def check_decision(metadata: dict[str, Any], where: str) -> None:
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise UserError(f"{where}: the prior_corrected rule needs a number tau, found {json.dumps(tau)} ({fix})")
     if not (
-        isinstance(prior, list) and len(prior) == NUM_LABELS
+        isinstance(prior, list)
+        and len(prior) == NUM_LABELS
         and all(isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in prior)
     ):
         raise UserError(

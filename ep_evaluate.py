@@ -10,17 +10,19 @@ baselines' figures (baselines.json), and comparison.md/.csv/.png of the models a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from errors import run_main
 from logs import setup_logging
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     from arguments import EvaluateArguments
     from config import load_config
+
+    (args,), _, _ = load_config((EvaluateArguments,), argv, prog="ep_evaluate.py", description=__doc__)
     from hub import PACKAGE_PREFIX, is_local_path, resolve_model_path
 
-    (args,), _, _ = load_config((EvaluateArguments,), prog="ep_evaluate.py", description=__doc__)
     for model in args.models:  # a missing folder fails here, before torch is even imported
         if is_local_path(model) or model.startswith(PACKAGE_PREFIX):
             resolve_model_path(model)
@@ -30,6 +32,11 @@ def main() -> None:
     run_evaluation(args)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `ep-evaluate`, and `python ep_evaluate.py`."""
     setup_logging(logging.INFO)
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -23,10 +23,13 @@ from logs import setup_logging
 def main(argv: Sequence[str] | None = None) -> int:
     from arguments import PredictArguments
     from config import load_config
-    from predictor import EmotionPredictor, converse, predict_jsonl
 
     (args,), _, _ = load_config([PredictArguments], argv, prog="ep_predict.py", description=__doc__)
+    # torch and transformers: only once the config is valid
     from transformers.utils import logging as transformers_logging
+
+    from predict_io import converse, predict_jsonl
+    from predictor import EmotionPredictor
 
     transformers_logging.disable_progress_bar()  # stderr carries only errors and the summary
     predictor = EmotionPredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
@@ -44,10 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     written, failed = predict_jsonl(predictor, args.input, args.output)
     where = "stdout" if args.output == "-" else args.output
-    print(f"wrote {written} forecasts to {where}" + (f"; {failed} lines failed (see above)" if failed else ""), file=sys.stderr)
+    print(
+        f"wrote {written} forecasts to {where}" + (f"; {failed} lines failed (see above)" if failed else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `ep-predict`, and `python ep_predict.py`."""
     setup_logging(logging.WARNING)
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

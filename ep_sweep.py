@@ -13,17 +13,23 @@ each trial's run to output_dir/trial-<number>.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from errors import run_main
 from logs import setup_logging
 
 
-def main() -> None:
-    from sweep import main as sweep_main
+def main(argv: Sequence[str] | None = None) -> None:
+    from sweep.cli import main as sweep_main
 
-    sweep_main(description=__doc__)
+    sweep_main(argv, description=__doc__)
+
+
+def cli() -> None:
+    """The console script `ep-sweep`, and `python ep_sweep.py`."""
+    setup_logging(logging.INFO)
+    run_main(main)
 
 
 if __name__ == "__main__":
-    setup_logging(logging.INFO)
-    run_main(main)
+    cli()

@@ -12,6 +12,14 @@ import sys
 from collections.abc import Callable
 
 
+def first_line(err: BaseException, with_type: bool = False) -> str:
+    """The first non-empty line of an exception's message (its type name when the message is empty)."""
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    return f"{type(err).__name__}: {lines[0]}" if with_type else lines[0]
+
+
 class UserError(Exception):
     """A problem with the user's input; its message is shown as is, without a traceback."""
 

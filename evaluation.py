@@ -25,7 +25,7 @@ F1-all-class uses the balanced class weights of the model's train labels: the on
 the model, else recomputed from the train split (and the report says so).
 
 With several models, or any baseline, it also writes `baselines.json` (the baselines' records),
-`comparison.md`, `comparison.csv` (one row per model and baseline, the best value per metric
+`comparison.md`, `comparison.csv` (`comparison.py`: one row per model and baseline, the best value per metric
 marked) and `comparison.png` (per-class F1 as grouped bars). Each model's outputs are complete on
 disk before the next model starts, so a failure on a later model keeps the earlier results.
 """
@@ -45,6 +45,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from arguments import EvaluateArguments
 from baselines import BASELINES, MAJORITY_DECISION, baseline_decision, cached_probabilities
+from comparison import GROUPS, ModelResult, write_comparison
 from decision import decide_with_metadata, describe_decision
 from errors import UserError
 from hub import PACKAGE_PREFIX, is_local_path, resolve_model_path
@@ -53,25 +54,12 @@ from labels import EMOTIONS, NUM_LABELS
 from metrics import HEADLINE, balanced_class_weights, classification_metrics, format_report, subset_figures
 from modeling import read_metadata
 from output_files import atomic_path, write_csv, write_json, write_text
+from tables import text_table
 from train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit, recipe_of
 from utils import prepare_splits
 
 PROB_COLUMNS = [f"prob_{name}" for name in EMOTIONS]
-COMPARED = HEADLINE + [f"F1_{name}" for name in EMOTIONS]
-GROUPS = ("seen", "unseen")
-GROUP_METRICS = ["Balanced_Accuracy", "Macro_F1"]  # per group in the comparison
 VERSUS_BASELINE = ["Balanced_Accuracy", "Macro_F1"]
-
-
-@dataclass
-class ModelResult:
-    """One evaluated model or baseline: its display name, where its outputs are (None for a
-    baseline) and its `metrics.json` content."""
-
-    name: str
-    folder: str | None
-    record: dict[str, Any]
-    baseline: bool = False
 
 
 @dataclass
@@ -148,8 +136,7 @@ def f1_weights_of(saved: SavedModel, train: TrainSplit) -> tuple[list[float], st
     if isinstance(weights, list) and len(weights) == NUM_LABELS:
         return [float(w) for w in weights], "saved with the model (balanced weights of its train labels)"
     weights = balanced_class_weights(train.labels(saved.recipe))
-    why = ("the model was fine-tuned before they were saved with it" if saved.metadata
-           else "not a fine-tuned model")
+    why = "the model was fine-tuned before they were saved with it" if saved.metadata else "not a fine-tuned model"
     return weights, f"recomputed from the {saved.recipe.describe()}: {why}"
 
 
@@ -207,17 +194,17 @@ def predictions_table(frame: pd.DataFrame, probs: np.ndarray, predicted: np.ndar
 
 def seen_unseen_text(breakdown: dict[str, Any]) -> str:
     """The headline metrics of the seen and unseen rows as a small table."""
-    lines = [f"Seen / unseen rows ({breakdown['definition']}):",
-             f"{'':<8}{'rows':>7}" + "".join(f"{name:>20}" for name in HEADLINE)]
+    rows = [["", "rows", *HEADLINE]]
     for group in GROUPS:
         entry = breakdown[group]
         values = entry["metrics"] or {}
-        cells = "".join(
-            f"{'-':>20}" if name not in values else f"{values[name]:>20}" if name == "Classes-with-value"
-            else f"{values[name]:>20.4f}" for name in HEADLINE
-        )
-        lines.append(f"{group:<8}{entry['rows']:>7}{cells}")
-    return "\n".join(lines) + "\n"
+        cells = [
+            "-" if name not in values else str(values[name]) if name == "Classes-with-value" else f"{values[name]:.4f}"
+            for name in HEADLINE
+        ]
+        rows.append([group, entry["rows"], *cells])
+    table = text_table(rows, [8, 7] + [20] * len(HEADLINE))
+    return f"Seen / unseen rows ({breakdown['definition']}):\n{table}\n"
 
 
 def versus_baselines(metrics: dict[str, float], baselines: Sequence[ModelResult]) -> dict[str, Any]:
@@ -234,13 +221,13 @@ def versus_text(versus: dict[str, Any]) -> str:
     lines = ["Versus the best baseline:"]
     for metric, entry in versus.items():
         verb = "beats" if entry["margin"] > 0 else "trails" if entry["margin"] < 0 else "ties"
-        lines.append(f"  {metric}: {verb} {entry['baseline']} ({entry['baseline_value']:.4f}) by {abs(entry['margin']):.4f}")
+        lines.append(
+            f"  {metric}: {verb} {entry['baseline']} ({entry['baseline_value']:.4f}) by {abs(entry['margin']):.4f}"
+        )
     return "\n".join(lines) + "\n"
 
 
-def full_report(
-    labels: np.ndarray, predicted: np.ndarray, record: dict[str, Any], decision: str
-) -> str:
+def full_report(labels: np.ndarray, predicted: np.ndarray, record: dict[str, Any], decision: str) -> str:
     """report.txt: the classification report and headline metrics, then the F1-all-class
     weights' source, the seen / unseen breakdown and the comparison with the baselines."""
     text = format_report(labels, predicted, record["metrics"], decision, record["f1_all_class_weights"])
@@ -274,33 +261,16 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: str, title: str
         for r in range(NUM_LABELS):
             for c in range(NUM_LABELS):
                 value = values[r, c]
-                ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize=9,
-                        color="white" if shown[r, c] > 0.5 else "black")
+                ax.text(
+                    c,
+                    r,
+                    fmt.format(value),
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if shown[r, c] > 0.5 else "black",
+                )
     fig.suptitle(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-
-
-def plot_comparison(results: Sequence[ModelResult], path: str) -> None:
-    """Per-class F1 (and Macro_F1) of every model and baseline (hatched) as grouped bars."""
-    from matplotlib.figure import Figure
-
-    groups = EMOTIONS + ["Macro_F1"]
-    keys = [f"F1_{name}" for name in EMOTIONS] + ["Macro_F1"]
-    fig = Figure(figsize=(max(10.0, len(groups) * (0.6 + 0.35 * len(results))), 5.5), layout="constrained")
-    ax = fig.subplots()
-    width = 0.8 / len(results)
-    for i, result in enumerate(results):
-        values = [result.record["metrics"][k] for k in keys]
-        positions = np.arange(len(groups)) - 0.4 + width * (i + 0.5)
-        bars = ax.bar(positions, values, width, label=result.name, hatch="//" if result.baseline else None)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("F1")
-    ax.set_title(f"Per-class F1 on {results[0].record['dataset']} [{results[0].record['split']}]")
-    ax.legend(loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
 
@@ -308,7 +278,9 @@ def plot_comparison(results: Sequence[ModelResult], path: str) -> None:
 # --------------------------------------------------------------------------- baselines
 
 
-def score_baselines(args: EvaluateArguments, reference: Reference, saved: SavedModel, context: int) -> list[ModelResult]:
+def score_baselines(
+    args: EvaluateArguments, reference: Reference, saved: SavedModel, context: int
+) -> list[ModelResult]:
     """Fit and score each baseline of `args` on the train rows and decision rule of `saved` (the
     first fine-tuned model), with `context` turns; see `baselines.py`."""
     train, validation = reference.train.rows(saved.recipe, context)
@@ -324,7 +296,11 @@ def score_baselines(args: EvaluateArguments, reference: Reference, saved: SavedM
     for name in args.baselines:
         started = time.perf_counter()
         probs, cached = cached_probabilities(
-            name, texts["train"], train_labels, {s: texts[s] for s in ("validation", "evaluated")}, args.baseline_cache_dir
+            name,
+            texts["train"],
+            train_labels,
+            {s: texts[s] for s in ("validation", "evaluated")},
+            args.baseline_cache_dir,
         )
         decision = baseline_decision(
             name, saved.metadata, probs["validation"], validation["label"].to_numpy(), train_labels, weights
@@ -351,9 +327,12 @@ def score_baselines(args: EvaluateArguments, reference: Reference, saved: SavedM
             **figures(labels, predicted, weights, reference.seen),
             "timing": {"seconds": round(seconds, 3), "cached": cached},
         }
-        print(f"\n== {display} ({BASELINES[name]}; {record['decision']}; {len(train)} train rows, "
-              f"{'cached' if cached else f'fitted in {seconds:.1f} s'}) ==\n"
-              f"{full_report(labels, predicted, record, record['decision'])}", flush=True)
+        print(
+            f"\n== {display} ({BASELINES[name]}; {record['decision']}; {len(train)} train rows, "
+            f"{'cached' if cached else f'fitted in {seconds:.1f} s'}) ==\n"
+            f"{full_report(labels, predicted, record, record['decision'])}",
+            flush=True,
+        )
         results.append(ModelResult(display, None, record, baseline=True))
     return results
 
@@ -395,7 +374,9 @@ def evaluate_model(
         "f1_all_class_weights": weights,
         "f1_all_class_weights_source": weights_source,
         **scored,
-        "versus_best_baseline": versus_baselines(scored["metrics"], reference.baselines) if reference.baselines else None,
+        "versus_best_baseline": versus_baselines(scored["metrics"], reference.baselines)
+        if reference.baselines
+        else None,
         "class_names": EMOTIONS,
         "timing": {
             "device": str(classifier.device),
@@ -414,77 +395,15 @@ def evaluate_model(
     )
     write_text(os.path.join(folder, "report.txt"), report)
     write_json(os.path.join(folder, "metrics.json"), record)
-    print(f"\n== {name} ({classifier.name}) on {args.split}: {len(frame)} rows scored in {seconds:.1f} s "
-          f"on {classifier.device} ==\n{report}", flush=True)
+    print(
+        f"\n== {name} ({classifier.name}) on {args.split}: {len(frame)} rows scored in {seconds:.1f} s "
+        f"on {classifier.device} ==\n{report}",
+        flush=True,
+    )
     return ModelResult(name, folder, record)
 
 
 # --------------------------------------------------------------------------- comparison
-
-
-def comparison_table(results: Sequence[ModelResult]) -> pd.DataFrame:
-    """One row per model and baseline: headline and per-class F1 figures, the seen / unseen
-    figures, and the metrics it is (jointly) best in."""
-    rows = []
-    for r in results:
-        row = {"model": r.name, "baseline": r.baseline, "source": r.record["model_source"],
-               **{k: r.record["metrics"][k] for k in COMPARED}}
-        for group in GROUPS:
-            entry = r.record["seen_unseen"][group]
-            row[f"{group}_rows"] = entry["rows"]
-            row.update({f"{group}_{k}": (entry["metrics"] or {}).get(k, np.nan) for k in GROUP_METRICS})
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    # A column where every row has the same value marks none of them.
-    best = {k: table[k].max() for k in COMPARED if table[k].nunique() > 1}
-    table["best_in"] = [";".join(k for k in best if row[k] == best[k]) for _, row in table.iterrows()]
-    table["f1_all_class_weights"] = [" ".join(f"{w:.4g}" for w in r.record["f1_all_class_weights"]) for r in results]
-    table["f1_all_class_weights_source"] = [r.record["f1_all_class_weights_source"] for r in results]
-    return table
-
-
-def comparison_markdown(table: pd.DataFrame, dataset: str, split: str) -> str:
-    """Markdown tables of the headline metrics (best per column in bold), the seen / unseen
-    figures and per-class F1; baselines are marked."""
-
-    def label(row: pd.Series) -> str:
-        return f"{row['model']} *(baseline)*" if row["baseline"] else row["model"]
-
-    def render(columns: list[str], headers: list[str] | None = None) -> list[str]:
-        lines = ["| model | " + " | ".join(headers or columns) + " |", "| --- |" + " ---: |" * len(columns)]
-        for _, row in table.iterrows():
-            cells = []
-            for column in columns:
-                value = row[column]
-                text = "-" if pd.isna(value) else str(int(value)) if column == "Classes-with-value" else f"{value:.4f}"
-                cells.append(f"**{text}**" if column in row["best_in"].split(";") else text)
-            lines.append(f"| {label(row)} | " + " | ".join(cells) + " |")
-        return lines
-
-    counts = {group: int(table[f"{group}_rows"].iloc[0]) for group in GROUPS}
-    group_columns = [f"{g}_{k}" for g in GROUPS for k in GROUP_METRICS]
-    group_headers = [f"{g} {k} (n={counts[g]:,})" for g in GROUPS for k in GROUP_METRICS]
-    lines = [f"# Model comparison on {dataset} [{split}]", "", "Best value per column in **bold** (none if all tie)."]
-    lines += [""] + render(HEADLINE)
-    lines += ["", "## Seen / unseen rows", "", f"{SEEN_DEFINITION[0].upper()}{SEEN_DEFINITION[1:]}.", ""]
-    lines += render(group_columns, group_headers)
-    lines += ["", "## Per-class F1", ""] + render([f"F1_{n}" for n in EMOTIONS])
-    lines += ["", "## Models", ""]
-    lines += [f"- {label(row)}: `{row['source']}`; F1-all-class weights: {row['f1_all_class_weights_source']}"
-              for _, row in table.iterrows()]
-    if table["f1_all_class_weights"].nunique() > 1:
-        lines += ["", "Note: F1-all-class uses the balanced weights of each model's own train labels, which "
-                  "differ here; compare these models on Macro_F1 instead."]
-    return "\n".join(lines) + "\n"
-
-
-def write_comparison(results: Sequence[ModelResult], output_dir: str, dataset: str, split: str) -> str:
-    table = comparison_table(results)
-    write_csv(os.path.join(output_dir, "comparison.csv"), table)
-    markdown = comparison_markdown(table, dataset, split)
-    write_text(os.path.join(output_dir, "comparison.md"), markdown)
-    plot_comparison(results, os.path.join(output_dir, "comparison.png"))
-    return markdown
 
 
 # --------------------------------------------------------------------------- the run

@@ -20,7 +20,7 @@ import os
 import socket
 from functools import cache
 
-from errors import UserError
+from errors import UserError, first_line
 
 logger = logging.getLogger(__name__)
 PACKAGE_PREFIX = "package:"
@@ -90,7 +90,9 @@ def resolve_model_path(name: str) -> str:
     if is_local_path(name):
         path = os.path.abspath(os.path.expanduser(name))
         if not os.path.isdir(path):
-            raise UserError(f"model folder {name!r} does not exist; give an existing folder, package:<module> or a Hub id")
+            raise UserError(
+                f"model folder {name!r} does not exist; give an existing folder, package:<module> or a Hub id"
+            )
         return path
     go_offline_if_unreachable()
     return name
@@ -98,7 +100,7 @@ def resolve_model_path(name: str) -> str:
 
 def hub_load_error(name: str, what: str, err: Exception) -> UserError:
     """One line for a model that could not be loaded from the Hub, its cache or a folder."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = first_line(err)
     if is_local_path(name):
         return UserError(f"cannot load {what} from {name!r}: {first}")
     return UserError(

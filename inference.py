@@ -118,7 +118,9 @@ def load_classifier(
         tokenizer=tokenizer,
         name=name,
         context_turns=context_turns if context_turns is not None else metadata.get("context_turns", 0),
-        separator=separator if separator is not None else metadata.get("context_separator", default_separator(tokenizer)),
+        separator=separator
+        if separator is not None
+        else metadata.get("context_separator", default_separator(tokenizer)),
         max_length=max_length if max_length is not None else saved_max,
         output_order=order,
         device=chosen,

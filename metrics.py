@@ -61,7 +61,9 @@ def classification_metrics(
         "Accuracy": float(accuracy_score(y_true, y_pred)),
         # balanced_accuracy_score, without its warning each time a class is predicted but absent:
         # the mean recall over the classes present in y_true.
-        "Balanced_Accuracy": float(recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)),
+        "Balanced_Accuracy": float(
+            recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0)
+        ),
         "F1-score": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
         "Macro_F1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
         "F1-all-class": float(weighted.mean()),

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+import mean_pooling  # registers the mean-pooling classifier with the Auto loaders
 from decision import check_decision
-import mean_pooling  # noqa: F401  (registers the mean-pooling classifier with the Auto loaders)
 from errors import UserError
 from hub import hub_load_error, resolve_model_path
 from labels import EMOTIONS, ID2LABEL, LABEL2ID, NUM_LABELS, map_head_to_emotions
-from output_files import atomic_path
+from output_files import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 METADATA_FILE = "emotion_predictor.json"
@@ -125,8 +125,8 @@ def with_mean_pooling(model: nn.Module) -> nn.Module:
         return model
     if model_type != "bert":
         raise UserError(
-            f"pooling 'mean' is implemented for BERT encoders (model_type bert, e.g. all-MiniLM-L6-v2), not {model_type!r}; "
-            "use pooling 'model' for this base model"
+            "pooling 'mean' is implemented for BERT encoders (model_type bert, e.g. all-MiniLM-L6-v2), "
+            f"not {model_type!r}; use pooling 'model' for this base model"
         )
     settings = {k: v for k, v in model.config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
     converted = MeanPoolingBertForSequenceClassification(MeanPoolingBertConfig(**settings))
@@ -139,11 +139,7 @@ def with_mean_pooling(model: nn.Module) -> nn.Module:
 def head_module_names(model: nn.Module) -> list[str]:
     """Top-level modules outside the encoder that hold weights: the classification head."""
     encoder = getattr(model, "base_model_prefix", "")
-    return [
-        name
-        for name, child in model.named_children()
-        if name != encoder and any(True for _ in child.parameters())
-    ]
+    return [name for name, child in model.named_children() if name != encoder and any(True for _ in child.parameters())]
 
 
 def pooler_name(model: nn.Module) -> str | None:
@@ -223,8 +219,7 @@ def save_model(model: nn.Module, tokenizer: Any, output_dir: str, metadata: dict
 
 
 def write_metadata(folder: str, metadata: dict[str, Any]) -> None:
-    with open(os.path.join(folder, METADATA_FILE), "w", encoding="utf-8") as handle:
-        json.dump(metadata, handle, indent=2)
+    write_json(os.path.join(folder, METADATA_FILE), metadata)
 
 
 def read_metadata(folder: str) -> dict[str, Any] | None:

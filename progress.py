@@ -89,7 +89,9 @@ class TrainingProgress(TrainerCallback):
         details = f"epoch {state.epoch:.2f}" + (f", loss {self.loss:.4f}" if self.loss is not None else "")
         self.training.update(state.global_step, details)
 
-    def on_prediction_step(self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kwargs: Any) -> None:
+    def on_prediction_step(
+        self, args: Any, state: Any, control: Any, eval_dataloader: Any = None, **kwargs: Any
+    ) -> None:
         if self.evaluating is None:
             self.evaluating, self.batches = PlainProgress("evaluating", len(eval_dataloader), unit="batch "), 0
         self.batches += 1
@@ -101,12 +103,18 @@ class TrainingProgress(TrainerCallback):
             self.loss = float(logs["loss"])
         if "train_runtime" in logs:
             logger.info(
-                "training: done in %s, mean loss %.4f", duration(logs["train_runtime"]), logs.get("train_loss", float("nan"))
+                "training: done in %s, mean loss %.4f",
+                duration(logs["train_runtime"]),
+                logs.get("train_loss", float("nan")),
             )
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         self.evaluating = None
-        shown = [f"{name} {metrics[f'eval_{name}']:.4f}" for name in HEADLINE_METRICS if f"eval_{name}" in (metrics or {})]
+        shown = [
+            f"{name} {metrics[f'eval_{name}']:.4f}" for name in HEADLINE_METRICS if f"eval_{name}" in (metrics or {})
+        ]
         logger.info("evaluation at step %d (epoch %.2f): %s", state.global_step, state.epoch or 0.0, ", ".join(shown))
 
 

@@ -20,9 +20,9 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
 from classification_head import split_head_param_groups, warm_start_head
 from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
-from errors import UserError
+from errors import UserError, first_line
 from focal_loss import FocalLoss
-from hub import can_connect, hub_load_error
+from hub import hub_load_error
 from inference import Classifier, predict_proba
 from labels import EMOTIONS, NUM_LABELS
 from length_bucketing import LengthBucketSampler
@@ -31,6 +31,7 @@ from modeling import apply_lora, load_base_model, load_tokenizer, save_model, wi
 from output_files import write_json, write_text
 from progress import show_progress
 from utils import default_separator, format_stats_table, prepare_splits, tokenize_split
+from wandb_access import wandb_unavailable_reason
 
 logger = logging.getLogger(__name__)
 GPU_ONLY_OPTIMIZER_MARKERS = ("paged", "8bit", "bnb")
@@ -128,21 +129,15 @@ def adapt_to_hardware(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def has_wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = os.path.expanduser("~/.netrc")
-    return os.path.isfile(netrc) and "api.wandb.ai" in open(netrc, encoding="utf-8").read()
-
-
 def prepare_tracking(report_to: list[str]) -> list[str]:
     """Trackers to use; wandb goes offline by itself when it has no credentials or no network."""
     report_to = [r for r in report_to if r != "none"]
-    if "wandb" in report_to and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
-        if not has_wandb_credentials() or not can_connect("api.wandb.ai"):
+    if "wandb" in report_to and os.environ.get("WANDB_MODE", "").lower() not in ("offline", "disabled", "dryrun"):
+        reason = wandb_unavailable_reason()
+        if reason:
             os.environ["WANDB_MODE"] = "offline"
             logger.warning(
-                "wandb: no credentials or no network, logging offline to ./wandb; upload later with "
+                f"wandb: {reason}, logging offline to ./wandb; upload later with "
                 "`uv run wandb sync wandb/offline-run-*` after `uv run wandb login`"
             )
     return report_to or ["none"]
@@ -184,7 +179,7 @@ def training_arguments(cfg: TrainingConfig, passthrough: dict[str, Any]) -> Trai
     try:
         return TrainingArguments(**adapt_to_hardware(settings))
     except (ValueError, TypeError) as err:
-        raise UserError(f"invalid training setting: {str(err).splitlines()[0]}") from None
+        raise UserError(f"invalid training setting: {first_line(err)}") from None
 
 
 def metrics_function(weights: list[float]):
@@ -201,20 +196,23 @@ def resume_target(cfg: TrainingConfig) -> bool | str | None:
         folder = os.path.join(cfg.output_dir, "checkpoints")
         if not (os.path.isdir(folder) and any(n.startswith("checkpoint-") for n in os.listdir(folder))):
             raise UserError(
-                f"resume_from_checkpoint is true but {folder} holds no checkpoint; "
-                "set it to false to start a new run"
+                f"resume_from_checkpoint is true but {folder} holds no checkpoint; set it to false to start a new run"
             )
     return cfg.resume_from_checkpoint or None
 
 
-def probabilities(model: torch.nn.Module, tokenizer: Any, frame: Any, separator: str, max_length: int, batch_size: int) -> np.ndarray:
+def probabilities(
+    model: torch.nn.Module, tokenizer: Any, frame: Any, separator: str, max_length: int, batch_size: int
+) -> np.ndarray:
     """Probabilities in row order, through the same inference code as evaluation and prediction.
 
     (Trainer.predict returns rows in length-grouped order when group_by_length is on.)
     """
     model.eval()
     device = next(model.parameters()).device
-    classifier = Classifier(model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device)
+    classifier = Classifier(
+        model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device
+    )
     return predict_proba(classifier, frame["turns"].tolist(), batch_size, progress=True)
 
 
@@ -232,7 +230,9 @@ def fit_decision(
     else:
         logger.warning(
             "prior_corrected: no tau reaches validation accuracy %g (decision_min_accuracy); using tau %.2f, "
-            "the most accurate", floor, tau,
+            "the most accurate",
+            floor,
+            tau,
         )
     return {
         "decision_rule": "prior_corrected",
@@ -246,7 +246,11 @@ def fit_decision(
 def validation_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
     """One entry per evaluation during training: epoch, step and the validation metrics (argmax)."""
     return [
-        {"epoch": round(e["epoch"], 3), "step": e["step"], **{k[5:]: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)}}
+        {
+            "epoch": round(e["epoch"], 3),
+            "step": e["step"],
+            **{k[5:]: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)},
+        }
         for e in log_history
         if "eval_loss" in e
     ]
@@ -284,7 +288,9 @@ def run_fine_tuning(
     os.makedirs(out, exist_ok=True)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
     separator = data_args.context_separator if data_args.context_separator is not None else default_separator(tokenizer)
-    max_length = min(data_args.max_length, getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length)
+    max_length = min(
+        data_args.max_length, getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length
+    )
 
     data = prepare_splits(
         data_args.dataset,
@@ -298,7 +304,14 @@ def run_fine_tuning(
         # Written once the data has passed its checks: a bad dataset leaves no run behind.
         write_json(
             os.path.join(out, "run_config.json"),
-            {**{k: v for a in (data_args, model_args, loss_args, train_cfg) for k, v in dataclasses.asdict(a).items()}, **passthrough},
+            {
+                **{
+                    k: v
+                    for a in (data_args, model_args, loss_args, train_cfg)
+                    for k, v in dataclasses.asdict(a).items()
+                },
+                **passthrough,
+            },
         )
         write_json(os.path.join(out, "data_stats.json"), data.stats)
         print(format_stats_table(data.stats))
@@ -323,7 +336,11 @@ def run_fine_tuning(
     if train_cfg.head_warm_start == "logistic_regression" and resume_target(train_cfg) is None:
         # Before LoRA wraps the model: PEFT copies the (warm) head into its modules_to_save.
         warm_start = warm_start_head(
-            model, tokenized["train"], data.splits["train"]["label"].to_numpy(), weights, collator,
+            model,
+            tokenized["train"],
+            data.splits["train"]["label"].to_numpy(),
+            weights,
+            collator,
             args.per_device_eval_batch_size,
         )
     if model_args.use_lora:
@@ -347,11 +364,15 @@ def run_fine_tuning(
 
     scored = ("validation", "test") if score_test else ("validation",)
     probs = {
-        split: probabilities(trainer.model, tokenizer, data.splits[split], separator, max_length, args.per_device_eval_batch_size)
+        split: probabilities(
+            trainer.model, tokenizer, data.splits[split], separator, max_length, args.per_device_eval_batch_size
+        )
         for split in scored
     }
     labels = {split: data.splits[split]["label"].to_numpy() for split in scored}
-    decision = fit_decision(train_cfg, probs["validation"], labels["validation"], data.splits["train"]["label"], f1_weights)
+    decision = fit_decision(
+        train_cfg, probs["validation"], labels["validation"], data.splits["train"]["label"], f1_weights
+    )
     metadata = {
         "context_turns": data_args.context_turns,
         "context_separator": separator,
@@ -382,7 +403,13 @@ def run_fine_tuning(
         if decision["decision_rule"] != "argmax":
             results[f"{split}_argmax"] = classification_metrics(labels[split], probs[split].argmax(-1), f1_weights)
     report = (
-        format_report(labels["test"], decide_with_metadata(probs["test"], metadata), results["test"], describe_decision(decision), f1_weights)
+        format_report(
+            labels["test"],
+            decide_with_metadata(probs["test"], metadata),
+            results["test"],
+            describe_decision(decision),
+            f1_weights,
+        )
         if score_test
         else "test split not scored (score_test=False)\n"
     )

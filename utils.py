@@ -29,6 +29,7 @@ import pandas as pd
 from data_sources import SPLITS, CheckedSplit, check_table, load_source
 from errors import UserError
 from labels import EMOTIONS, NUM_LABELS
+from tables import text_table
 
 TOKENIZATION_VERSION = 1  # bump when the tokenized-cache format or input building changes
 
@@ -160,7 +161,9 @@ def prepare_splits(
             entry["rows_used"] = len(shifted)
             entry["counts_used"] = class_counts(shifted["label"])
         if shifted.empty:
-            raise UserError(f"{table.where}: no rows left after the next-turn shift (every dialogue has a single utterance)")
+            raise UserError(
+                f"{table.where}: no rows left after the next-turn shift (every dialogue has a single utterance)"
+            )
         result[split] = shifted
         stats["splits"][split] = entry
     return PreparedData(result, stats)
@@ -168,12 +171,11 @@ def prepare_splits(
 
 def format_stats_table(stats: dict[str, Any]) -> str:
     """A short plain-text table of the rows used per split and class."""
-    header = f"{'split':<11}{'rows':>8}" + "".join(f"{name[:9]:>10}" for name in EMOTIONS)
-    lines = [header]
+    rows = [["split", "rows", *(name[:9] for name in EMOTIONS)]]
     for split, entry in stats["splits"].items():
         counts = entry.get("counts_used") or entry.get("counts_after_downsampling") or entry["counts"]
-        lines.append(f"{split:<11}{sum(counts.values()):>8}" + "".join(f"{counts[n]:>10}" for n in EMOTIONS))
-    return "\n".join(lines)
+        rows.append([split, sum(counts.values()), *(counts[n] for n in EMOTIONS)])
+    return text_table(rows, [11, 8] + [10] * len(EMOTIONS))
 
 
 # --------------------------------------------------------------------------- tokenization

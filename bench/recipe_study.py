@@ -40,7 +40,7 @@ from bench.scoring import COLUMNS, markdown_table  # noqa: E402
 from config import build_instances  # noqa: E402
 from decision import decide, fit_tau, train_prior  # noqa: E402
 from metrics import classification_metrics  # noqa: E402
-from output_files import write_json  # noqa: E402
+from output_files import write_json, write_text  # noqa: E402
 from training import run_fine_tuning  # noqa: E402
 
 RESULTS = "bench/results"
@@ -115,8 +115,12 @@ def run_probes() -> dict[str, dict]:
     tokenizer = load_tokenizer(MODEL)
     encoder = AutoModel.from_pretrained(resolve_model_path(MODEL)).eval()
     data = prepare_splits(
-        DATASET, context_turns=0, neutral_keep_ratio=NEUTRAL_KEEP, seed=42,
-        max_rows={"train": SCREEN["max_train_samples"]}, splits=["train", "validation"],
+        DATASET,
+        context_turns=0,
+        neutral_keep_ratio=NEUTRAL_KEEP,
+        seed=42,
+        max_rows={"train": SCREEN["max_train_samples"]},
+        splits=["train", "validation"],
     )
 
     @torch.no_grad()
@@ -153,14 +157,25 @@ def run_config(name: str, values: dict, score_test: bool) -> dict:
     values = {**BASE, **values, "output_dir": os.path.join(RUNS, name)}
     instances, passthrough = build_instances(values, FINE_TUNE_CLASSES, name, set(), TrainingArguments)
     result = run_fine_tuning(*instances, passthrough, score_test=score_test)
-    keep = ("tau", "epochs_trained", "validation_curve", "head_warm_start", "validation", "validation_argmax", "test", "test_argmax")
+    keep = (
+        "tau",
+        "epochs_trained",
+        "validation_curve",
+        "head_warm_start",
+        "validation",
+        "validation_argmax",
+        "test",
+        "test_argmax",
+    )
     return {"config": values, **{k: result.metrics[k] for k in keep if k in result.metrics}}
 
 
 def finish(name: str, row: dict, started: float) -> None:
     row["wall_seconds"] = round(time.time() - started)
     write_json(result_path(name), row)
-    print(f"{name}: {row['wall_seconds']} s, validation " + ", ".join(f"{c} {row['validation'][c]:.3f}" for c in COLUMNS))
+    print(
+        f"{name}: {row['wall_seconds']} s, validation " + ", ".join(f"{c} {row['validation'][c]:.3f}" for c in COLUMNS)
+    )
 
 
 def run(name: str) -> None:
@@ -186,9 +201,16 @@ def report() -> str:
     text = "## Validation (7,069 rows, prior_corrected, tau fitted on validation Macro_F1)\n\n"
     text += markdown_table("configuration", rows)
     if test_rows:
-        text += "\n## Test (6,740 rows), configurations picked on validation only\n\n" + markdown_table("configuration", test_rows)
+        text += "\n## Test (6,740 rows), configurations picked on validation only\n\n" + markdown_table(
+            "configuration", test_rows
+        )
         figures = np.array([[m[c] for c in COLUMNS] for _, m in test_rows])
-        spread = ", ".join(f"{c} {mean:.3f} ± {std:.3f}" for c, mean, std in zip(COLUMNS, figures.mean(0), figures.std(0, ddof=1) if len(figures) > 1 else [0] * len(COLUMNS)))
+        spread = ", ".join(
+            f"{c} {mean:.3f} ± {std:.3f}"
+            for c, mean, std in zip(
+                COLUMNS, figures.mean(0), figures.std(0, ddof=1) if len(figures) > 1 else [0] * len(COLUMNS)
+            )
+        )
         text += f"\nMean ± standard deviation over {len(test_rows)} seed(s): {spread}\n"
     return text
 
@@ -206,11 +228,9 @@ def main() -> None:
                 print(f"{name}: done, skipped ({result_path(name)})")
                 continue
             run(name)
-            with open(os.path.join(RESULTS, "study.md"), "w", encoding="utf-8") as handle:
-                handle.write(report())
+            write_text(os.path.join(RESULTS, "study.md"), report())
     text = report()
-    with open(os.path.join(RESULTS, "study.md"), "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_text(os.path.join(RESULTS, "study.md"), text)
     print(text)
 
 

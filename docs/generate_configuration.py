@@ -11,13 +11,15 @@ import os
 
 from arguments import FINE_TUNE_CLASSES, EvaluateArguments, PredictArguments, SweepArguments
 from config import default_text, resolved_fields, type_name
+from output_files import write_text
+from tables import markdown_table
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configuration.md")
 SCRIPTS = {
     "ep_fine_tune.py": (
         FINE_TUNE_CLASSES,
-        "Any other `transformers.TrainingArguments` key (`fp16`, `optim`, `gradient_checkpointing`, `logging_steps`, ...) "
-        "is passed through as is.",
+        "Any other `transformers.TrainingArguments` key (`fp16`, `optim`, `gradient_checkpointing`, "
+        "`logging_steps`, ...) is passed through as is.",
     ),
     "ep_evaluate.py": ((EvaluateArguments,), ""),
     "ep_predict.py": ((PredictArguments,), ""),
@@ -43,17 +45,19 @@ def render() -> str:
             lines += [note, ""]
         for cls in classes:
             summary = (cls.__doc__ or "").strip().splitlines()[0]
-            lines += [f"### {cls.__name__}: {summary}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+            rows = []
             for field, tp in resolved_fields(cls):
                 meaning = field.metadata.get("help", "")
                 if field.metadata.get("replaces"):
-                    meaning += f" (our name for `{field.metadata['replaces']}`; giving both with different values is an error)"
-                lines.append(f"| `{field.name}` | {cell(type_name(tp))} | `{default_text(field)}` | {cell(meaning)} |")
-            lines.append("")
+                    meaning += (
+                        f" (our name for `{field.metadata['replaces']}`; giving both with different values is an error)"
+                    )
+                rows.append([f"`{field.name}`", cell(type_name(tp)), f"`{default_text(field)}`", cell(meaning)])
+            lines += [f"### {cls.__name__}: {summary}", ""]
+            lines += markdown_table(["key", "type", "default", "meaning"], rows).splitlines() + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 if __name__ == "__main__":
-    with open(PAGE, "w", encoding="utf-8") as handle:
-        handle.write(render())
+    write_text(PAGE, render())
     print(f"wrote {PAGE}")

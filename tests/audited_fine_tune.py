@@ -44,6 +44,5 @@ if __name__ == "__main__":
     with open(config, encoding="utf-8") as handle:
         output_dir = json.load(handle)["output_dir"]
     install_audit(output_dir, os.path.join(os.environ["AUDIT_DIR"], f"rank-{os.environ.get('RANK', '0')}.jsonl"))
-    sys.path.insert(0, ROOT)
     sys.argv[0] = os.path.join(ROOT, "ep_fine_tune.py")
     runpy.run_path(sys.argv[0], run_name="__main__")

@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The project's modules are importable because `uv sync` installs the project (editable), this
+# folder's helpers (`from conftest import ...`) because pytest's default "prepend" import mode puts
+# this folder (it has no __init__.py) first on sys.path.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 REAL_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "dailydialog"))
 
-WORDS = (
+WORDS = (  # noqa: SIM905 (a word list reads better as one string)
     "hello hi how are you fine thanks great terrible awful scared afraid happy glad sad sorry wow "
     "really what angry mad disgusting gross lost keys dinner beers tonight party exam failed passed "
     "love hate weather rain sun money work boss holiday trip yes no maybe please okay sure"
@@ -72,10 +73,8 @@ def build_tokenizer(folder: str):
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    )
-    corpus = [" ".join(WORDS)] * 5 + [w for w in WORDS] + ["i lost my keys", "hi"]
+    trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    corpus = [" ".join(WORDS)] * 5 + list(WORDS) + ["i lost my keys", "hi"]
     tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -179,3 +178,19 @@ def cli_error_lines(main, argv: list[str], monkeypatch, capsys) -> list[str]:
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
     return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def cli_exit(main, argv: list[str], monkeypatch, capsys) -> tuple[int, list[str]]:
+    """Like `cli_error_lines`, for any non-zero exit (a config error exits 2): runs `main` in-process
+    as the command line `argv`, with no traceback; returns (exit code, the `error:` lines printed)."""
+    import sys
+
+    from errors import run_main
+
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        run_main(main)
+    assert exited.value.code != 0
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    return exited.value.code, [line for line in stderr.splitlines() if line.startswith("error:")]

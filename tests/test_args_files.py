@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
-from transformers import TrainingArguments
 
-from arguments import FINE_TUNE_CLASSES
+from arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
 from config import load_config
 from conftest import ROOT
 
 
 def load(name: str):
     (data, model, loss, train), passthrough, _ = load_config(
-        FINE_TUNE_CLASSES, ["--json_file", os.path.join(ROOT, "args", name)], passthrough=TrainingArguments
+        FINE_TUNE_CLASSES, ["--json_file", os.path.join(ROOT, "args", name)], passthrough=FINE_TUNE_PASSTHROUGH
     )
     return data, model, loss, train, passthrough
 

@@ -29,7 +29,9 @@ def write_split(folder, fmt: str, rows: list[dict]) -> str:
     elif fmt == "json":  # one element per line: row i is on line i + 2
         path.write_text("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n", encoding="utf-8")
     elif fmt == "csv":  # list cells as JSON text; the header is line 1
-        cells = [{k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
+        cells = [
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v for k, v in r.items()} for r in rows
+        ]
         pd.DataFrame(cells).to_csv(path, index=False)
     else:
         pd.DataFrame(rows).to_parquet(path, index=False)
@@ -58,7 +60,10 @@ def error_for(folder, fmt: str, rows: list[dict]) -> tuple[str, str]:
     return path, message
 
 
-EMOTIONS_ACCEPTED = "expected an emotion code 0..6 (0 neutral, 1 anger, 2 disgust, 3 fear, 4 happiness, 5 sadness, 6 surprise) or one of those names"
+EMOTIONS_ACCEPTED = (
+    "expected an emotion code 0..6 (0 neutral, 1 anger, 2 disgust, 3 fear, 4 happiness, 5 sadness, 6 surprise) "
+    "or one of those names"
+)
 
 # (name, rows, index of the bad row, what the message says after "<place>: ", formats)
 CASES = [
@@ -124,7 +129,9 @@ CASES = [
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name, rows, bad, problem, formats", CASES, ids=[c[0] for c in CASES])
-def test_bad_row_names_place_dialogue_field_value_and_what_is_accepted(tmp_path, fmt, name, rows, bad, problem, formats):
+def test_bad_row_names_place_dialogue_field_value_and_what_is_accepted(
+    tmp_path, fmt, name, rows, bad, problem, formats
+):
     if fmt not in formats:
         pytest.skip(f"{name} cannot be written as {fmt}")
     path, message = error_for(tmp_path, fmt, rows)
@@ -135,7 +142,8 @@ def test_bad_row_names_place_dialogue_field_value_and_what_is_accepted(tmp_path,
 def test_duplicated_dialogue_id_names_both_places(tmp_path, fmt):
     path, message = error_for(tmp_path, fmt, [dialogue(0), dialogue(1), dialogue(0, utterances=["c", "d"])])
     assert message == (
-        f"{place(path, fmt, 2)}: dialog_id 0: dialog_id is also used on {position(fmt, 0)}; each dialogue needs its own id"
+        f"{place(path, fmt, 2)}: dialog_id 0: dialog_id is also used on {position(fmt, 0)}; "
+        "each dialogue needs its own id"
     )
 
 
@@ -177,9 +185,12 @@ def test_utterance_layout_checks(tmp_path, fmt):
     ]
     path, message = error_for(tmp_path, fmt, rows)
     assert message == (
-        f"{place(path, fmt, 2)}: dialog_id 1: turn 1 is also on {position(fmt, 1)}; each (dialog_id, turn) must appear once"
+        f"{place(path, fmt, 2)}: dialog_id 1: turn 1 is also on {position(fmt, 1)}; "
+        "each (dialog_id, turn) must appear once"
     )
-    path, message = error_for(tmp_path, fmt, [*rows[:2], {"dialog_id": 1, "turn": 2, "utterance": "x", "emotion": "bored"}])
+    path, message = error_for(
+        tmp_path, fmt, [*rows[:2], {"dialog_id": 1, "turn": 2, "utterance": "x", "emotion": "bored"}]
+    )
     assert message == f"{place(path, fmt, 2)}: dialog_id 1: field 'emotion' has value 'bored'; {EMOTIONS_ACCEPTED}"
 
 
@@ -192,9 +203,15 @@ def test_shifted_layout_checks(tmp_path, fmt):
 @pytest.mark.parametrize(
     "content, expected",
     [
-        ('{"dialog_id": 0, "utterances": ["a", "b"], "emotions": [0, 1]}\n{not json\n', "train.jsonl:2: malformed JSON line"),
+        (
+            '{"dialog_id": 0, "utterances": ["a", "b"], "emotions": [0, 1]}\n{not json\n',
+            "train.jsonl:2: malformed JSON line",
+        ),
         ("", "train.jsonl is empty; it must hold at least one row"),
-        ('{"dialog_id": 0, "utterance": "a"}\n', "has columns dialog_id, utterance and matches no known layout (closest: utterances, missing emotion)"),
+        (
+            '{"dialog_id": 0, "utterance": "a"}\n',
+            "has columns dialog_id, utterance and matches no known layout (closest: utterances, missing emotion)",
+        ),
         ("[1, 2]\n", "train.jsonl:1: expected a JSON object (one row), got list [1, 2]"),
     ],
 )
@@ -222,8 +239,20 @@ def test_prepare_only_prints_one_error_line_and_exits_non_zero(tmp_path, tiny_mo
     data = tmp_path / "data"
     data.mkdir()
     path = write_split(data, "jsonl", [dialogue(0), dialogue(9999, emotions=[0, 9])])
-    argv = ["ep_fine_tune.py", "--model_name_or_path", tiny_model_dir, "--dataset", str(data), "--output_dir",
-            str(tmp_path / "out"), "--data_cache_dir", "null", "--report_to", '["none"]', "--prepare_only"]
+    argv = [
+        "ep_fine_tune.py",
+        "--model_name_or_path",
+        tiny_model_dir,
+        "--dataset",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--data_cache_dir",
+        "null",
+        "--report_to",
+        '["none"]',
+        "--prepare_only",
+    ]
     assert cli_error_lines(ep_fine_tune.main, argv, monkeypatch, capsys) == [
         f"error: {path}:2: dialog_id 9999: field 'emotions'[1] has value 9; {EMOTIONS_ACCEPTED}"
     ]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from transformers import TrainingArguments
 
-from arguments import FINE_TUNE_CLASSES
-from config import load_config
-from conftest import ROOT
+from arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
+from config import load_config, passthrough_keys
+from conftest import cli_exit
 from errors import ConfigError
 
 BASE = {"model_name_or_path": "m", "dataset": "d", "output_dir": "o"}
@@ -21,7 +18,7 @@ BASE = {"model_name_or_path": "m", "dataset": "d", "output_dir": "o"}
 def load(tmp_path, values, *extra_argv):
     path = tmp_path / "args.json"
     path.write_text(json.dumps(values) if not isinstance(values, str) else values)
-    return load_config(FINE_TUNE_CLASSES, ["--json_file", str(path), *extra_argv], passthrough=TrainingArguments)
+    return load_config(FINE_TUNE_CLASSES, ["--json_file", str(path), *extra_argv], passthrough=FINE_TUNE_PASSTHROUGH)
 
 
 def error_of(tmp_path, values, *extra_argv) -> str:
@@ -41,8 +38,15 @@ def test_defaults_types_and_passthrough(tmp_path):
 
 def test_command_line_overrides_json(tmp_path):
     (data, model, loss, train), passthrough, _ = load(
-        tmp_path, BASE, "--context_turns", "2", "--lora_target_modules", "query,key", "--class_weights",
-        "[1,1,1,1,1,1,2]", "--optim=adafactor",
+        tmp_path,
+        BASE,
+        "--context_turns",
+        "2",
+        "--lora_target_modules",
+        "query,key",
+        "--class_weights",
+        "[1,1,1,1,1,1,2]",
+        "--optim=adafactor",
     )
     assert data.context_turns == 2
     assert model.lora_target_modules == ["query", "key"]
@@ -57,7 +61,7 @@ def test_command_line_overrides_json(tmp_path):
         ({**BASE, "neutral_keep_ratio": 1.5}, "'neutral_keep_ratio' has value 1.5: must be in (0, 1]"),
         ({**BASE, "context_turns": -1}, "'context_turns' has value -1: must be >= 0"),
         ({**BASE, "context_turns": 1.5}, "'context_turns' has value 1.5: expected an integer"),
-        ({**BASE, "loss": "hinge"}, "'loss' has value \"hinge\": expected one of \"focal\", \"cross_entropy\""),
+        ({**BASE, "loss": "hinge"}, '\'loss\' has value "hinge": expected one of "focal", "cross_entropy"'),
         ({**BASE, "use_lora": "yes"}, "'use_lora' has value \"yes\": expected true or false"),
         ({**BASE, "class_weights": [1, 2]}, "a list must hold 7 numbers"),
         ({**BASE, "fp16": "maybe"}, "'fp16' has value \"maybe\": expected true or false"),
@@ -90,7 +94,8 @@ def test_our_name_and_the_trainingarguments_original_must_not_disagree(tmp_path,
     (name, value), (other, other_value) = *ours.items(), *original.items()
     message = error_of(tmp_path, {**BASE, **ours, **original})
     assert message == (
-        f"{tmp_path / 'args.json'}: key {name!r} has value {json.dumps(value)} but {other!r} ({tmp_path / 'args.json'}) "
+        f"{tmp_path / 'args.json'}: key {name!r} has value {json.dumps(value)} "
+        f"but {other!r} ({tmp_path / 'args.json'}) "
         f"has {json.dumps(other_value)}; {name!r} is this project's name for TrainingArguments' {other!r}, "
         f"so give only {name!r}"
     )
@@ -121,25 +126,34 @@ def test_missing_config_file_is_one_line(tmp_path):
         load_config(FINE_TUNE_CLASSES, ["--json_file", str(tmp_path / "nope.json")])
 
 
-def run_script(*argv):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "ep_fine_tune.py", *argv], cwd=ROOT, capture_output=True, text=True, env=env)
+def test_cli_bad_config_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    import ep_fine_tune
 
-
-def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({**BASE, "context_turns": -3}))
-    done = run_script("--json_file", str(path))
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    code, errors = cli_exit(ep_fine_tune.main, ["ep_fine_tune.py", "--json_file", str(path)], monkeypatch, capsys)
+    assert code == 2
     assert errors == [f"error: {path}: key 'context_turns' has value -3: must be >= 0"]
 
 
-def test_help_lists_every_key_with_type_and_default():
-    done = run_script("--help")
-    assert done.returncode == 0
+def test_help_lists_every_key_with_type_and_default(capsys):
+    import ep_fine_tune
+
+    with pytest.raises(SystemExit) as exited:
+        ep_fine_tune.main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
     for cls in FINE_TUNE_CLASSES:
         for name in cls.__dataclass_fields__:
-            assert f"--{name}" in done.stdout
-    assert "(float, default 1.0) fraction of neutral train rows kept" in " ".join(done.stdout.split())
+            assert f"--{name}" in out
+    assert "(float, default 1.0) fraction of neutral train rows kept" in " ".join(out.split())
+    assert "Any other TrainingArguments key is passed through as is." in out
+
+
+def test_trainingarguments_keys_read_without_import_are_its_fields():
+    """config.py reads TrainingArguments' field names from its source (no torch import) to tell an
+    unknown key from a pass-through one; they must be the imported class's fields."""
+    from transformers import TrainingArguments
+
+    assert passthrough_keys(FINE_TUNE_PASSTHROUGH) == {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert passthrough_keys(TrainingArguments) == passthrough_keys(FINE_TUNE_PASSTHROUGH)

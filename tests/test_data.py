@@ -50,7 +50,9 @@ def test_utterance_level_parquet_shuffled_gives_same_counts(tmp_path):
     for split, (rows, per_class) in EXPECTED.items():
         assert (len(data.splits[split]), counts(data.splits[split])) == (rows, per_class)
     reference = prepare_splits(REAL_DATA).splits["test"]
-    pd.testing.assert_frame_equal(data.splits["test"][["dialog_id", "turn", "label"]], reference[["dialog_id", "turn", "label"]])
+    pd.testing.assert_frame_equal(
+        data.splits["test"][["dialog_id", "turn", "label"]], reference[["dialog_id", "turn", "label"]]
+    )
 
 
 @requires_real_data
@@ -67,9 +69,7 @@ def utterance_table(rows):
 
 
 def test_shift_never_crosses_dialogues_when_rows_are_interleaved():
-    table = utterance_table(
-        [(7, "a0", 0), (3, "b0", 1), (7, "a1", 4), (3, "b1", 5), (7, "a2", 6), (9, "c0", 2)]
-    )
+    table = utterance_table([(7, "a0", 0), (3, "b0", 1), (7, "a1", 4), (3, "b1", 5), (7, "a2", 6), (9, "c0", 2)])
     shifted = shift_to_next_turn(order_utterances(table), context_turns=3)
     assert shifted[["dialog_id", "turn", "text", "label"]].values.tolist() == [
         [3, 0, "b0", 5],
@@ -88,7 +88,12 @@ def test_turn_column_orders_shuffled_rows():
 
 
 def test_context_two_gives_first_three_utterances_and_fourth_label(tmp_path):
-    dialogue = {"dialog_id": 0, "utterances": ["u0", "u1", "u2", "u3", "u4"], "emotions": [0, 1, 2, 3, 4], "acts": [1] * 5}
+    dialogue = {
+        "dialog_id": 0,
+        "utterances": ["u0", "u1", "u2", "u3", "u4"],
+        "emotions": [0, 1, 2, 3, 4],
+        "acts": [1] * 5,
+    }
     for split in ("train", "validation", "test"):
         write_jsonl(str(tmp_path / f"{split}.jsonl"), [dialogue])
     frame = prepare_splits(str(tmp_path), context_turns=2).splits["test"]
@@ -178,7 +183,7 @@ def test_truncation_drops_oldest_tokens_never_the_current_utterance(tmp_path):
     assert len(short) == len(current) + 4
     assert short[0] == tokenizer.cls_token_id and short[-1] == tokenizer.sep_token_id
     assert short[-len(current) - 1 : -1] == current
-    assert short[1:-len(current) - 1] == full[-len(current) - 3 : -len(current) - 1]
+    assert short[1 : -len(current) - 1] == full[-len(current) - 3 : -len(current) - 1]
     tiny = encode_turns(tokenizer, [["i lost my keys"]], " [SEP] ", 4)[0]
     assert tiny == [tokenizer.cls_token_id, *current[:2], tokenizer.sep_token_id]
 

@@ -70,7 +70,12 @@ def test_prior_corrected_run_saves_tau_and_applies_it_everywhere(tmp_path, tiny_
     out = str(tmp_path / "run")
     result = run_fine_tuning(
         *tiny_config(
-            tiny_model_dir, tiny_dataset_dir, out, decision_rule="prior_corrected", decision_min_accuracy=0.2, max_steps=6
+            tiny_model_dir,
+            tiny_dataset_dir,
+            out,
+            decision_rule="prior_corrected",
+            decision_min_accuracy=0.2,
+            max_steps=6,
         )
     )
     with open(os.path.join(out, "model", "emotion_predictor.json"), encoding="utf-8") as handle:
@@ -85,7 +90,9 @@ def test_prior_corrected_run_saves_tau_and_applies_it_everywhere(tmp_path, tiny_
     classifier = load_classifier(out)
     for split in ("validation", "test"):
         probs = predict_proba(classifier, data.splits[split]["turns"].tolist())
-        recomputed = classification_metrics(data.splits[split]["label"], decide_with_metadata(probs, metadata), metadata["f1_all_class_weights"])
+        recomputed = classification_metrics(
+            data.splits[split]["label"], decide_with_metadata(probs, metadata), metadata["f1_all_class_weights"]
+        )
         assert recomputed == pytest.approx(result.metrics[split])
         argmax = classification_metrics(data.splits[split]["label"], probs.argmax(-1), metadata["f1_all_class_weights"])
         assert argmax == pytest.approx(result.metrics[f"{split}_argmax"])

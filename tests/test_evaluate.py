@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REAL_DATA, ROOT, build_tiny_bert, requires_real_data
 
+from conftest import REAL_DATA, build_tiny_bert, cli_exit, requires_real_data
 from labels import EMOTIONS, NUM_LABELS
 
 REFERENCE_BASE_LABELS = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
@@ -31,22 +29,13 @@ def evaluate(**values):
     return run_evaluation(args)
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "ep_evaluate.py", *argv, "--baseline_cache_dir", "null"],
-        cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def cli_error(monkeypatch, capsys, *argv: str) -> str:
+    """Run ep_evaluate.py's main in-process; it must exit non-zero with one error line, returned."""
+    import ep_evaluate
 
-
-def assert_one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
+    argv = ("ep_evaluate.py", *argv, "--baseline_cache_dir", "null")
+    _, errors = cli_exit(ep_evaluate.main, list(argv), monkeypatch, capsys)
+    assert len(errors) == 1, errors
     return errors[0]
 
 
@@ -211,8 +200,13 @@ def test_zero_shot_base_model_is_mapped_to_our_classes_by_name(compared, zero_sh
     assert record["head"]["label_mapping"]["neutral"] == "neutral"
     assert record["head"]["mapped_by_name"] is True
     # Not fine-tuned: the balanced weights of the whole train split's labels.
-    assert record["f1_all_class_weights"] == pytest.approx(balanced_weights(shifted_labels(overlap_dataset_dir, "train")))
-    assert "recomputed" in record["f1_all_class_weights_source"] and "not a fine-tuned model" in record["f1_all_class_weights_source"]
+    assert record["f1_all_class_weights"] == pytest.approx(
+        balanced_weights(shifted_labels(overlap_dataset_dir, "train"))
+    )
+    assert (
+        "recomputed" in record["f1_all_class_weights_source"]
+        and "not a fine-tuned model" in record["f1_all_class_weights_source"]
+    )
 
     # The model's own softmax, computed row by row here, reordered by label name.
     model = AutoModelForSequenceClassification.from_pretrained(zero_shot_model_dir).eval()
@@ -245,7 +239,7 @@ def test_comparing_two_models_writes_one_row_each_and_valid_plots(compared, over
         row = table[table["model"] == name].iloc[0]
         assert row["Macro_F1"] == pytest.approx(record["metrics"]["Macro_F1"])
         assert row["F1_surprise"] == pytest.approx(record["metrics"]["F1_surprise"])
-    from evaluation import COMPARED
+    from comparison import COMPARED
 
     for column in COMPARED:  # the best model(s) per column are marked, none where all tie
         winners = table.loc[table[column] == table[column].max(), "model"].tolist()
@@ -299,7 +293,9 @@ def test_baselines_equal_an_independent_scikit_learn_fit(compared, overlap_datas
     _, table = read_outputs(os.path.join(compared, "fine-tuned"))
     y_true = table["label"].map(EMOTIONS.index).to_numpy()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    model = LogisticRegression(class_weight="balanced", max_iter=2000).fit(vectorizer.fit_transform(train_texts), train_labels)
+    model = LogisticRegression(class_weight="balanced", max_iter=2000).fit(
+        vectorizer.fit_transform(train_texts), train_labels
+    )
     expected = {
         "baseline: majority": np.full(len(y_true), np.bincount(train_labels).argmax()),
         # The tiny run decides by argmax, so its baselines do too.
@@ -310,7 +306,9 @@ def test_baselines_equal_an_independent_scikit_learn_fit(compared, overlap_datas
         assert record["baseline"] is True and record["decision_rule"] == "argmax"
         assert record["train_rows"] == len(train_labels) and record["rows"] == len(y_true)
         assert record["f1_all_class_weights"] == pytest.approx(balanced_weights(train_labels))
-        assert record["metrics"]["Macro_F1"] == pytest.approx(f1_score(y_true, predicted, labels=range(7), average="macro"))
+        assert record["metrics"]["Macro_F1"] == pytest.approx(
+            f1_score(y_true, predicted, labels=range(7), average="macro")
+        )
         assert record["metrics"]["Balanced_Accuracy"] == pytest.approx(balanced_accuracy_score(y_true, predicted))
     assert records["baseline: majority"]["metrics"]["Classes-with-value"] == 1
 
@@ -342,8 +340,13 @@ def old_prior_corrected_run(tmp_path_factory, tiny_run_dir) -> str:
     with open(path, encoding="utf-8") as handle:
         metadata = json.load(handle)
     del metadata["f1_all_class_weights"]
-    metadata.update(decision_rule="prior_corrected", tau=0.5, train_prior=[1 / 7] * 7,
-                    decision_metric="Macro_F1", decision_min_accuracy=0.3)
+    metadata.update(
+        decision_rule="prior_corrected",
+        tau=0.5,
+        train_prior=[1 / 7] * 7,
+        decision_metric="Macro_F1",
+        decision_min_accuracy=0.3,
+    )
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(metadata, handle)
     with open(os.path.join(out, "run_config.json"), encoding="utf-8") as handle:
@@ -385,8 +388,13 @@ def test_baselines_are_cached_and_can_be_skipped(tmp_path, tiny_run_dir, overlap
     cache = tmp_path / "cache"
     runs = []
     for number in (1, 2):
-        evaluate(models=tiny_run_dir, dataset=overlap_dataset_dir, output_dir=str(tmp_path / f"run{number}"),
-                 baselines=["tfidf"], baseline_cache_dir=str(cache))
+        evaluate(
+            models=tiny_run_dir,
+            dataset=overlap_dataset_dir,
+            output_dir=str(tmp_path / f"run{number}"),
+            baselines=["tfidf"],
+            baseline_cache_dir=str(cache),
+        )
         runs.append(baseline_records(str(tmp_path / f"run{number}"))["baseline: tfidf"])
     assert [r["timing"]["cached"] for r in runs] == [False, True]
     assert runs[0]["metrics"] == runs[1]["metrics"]
@@ -409,8 +417,10 @@ def test_real_test_split_supports(tmp_path, tiny_run_dir):
         report = handle.read()
     for name, support in zip(EMOTIONS, supports):
         assert any(line.split()[:1] == [name] and line.split()[-1] == str(support) for line in report.splitlines())
-    assert all(f"{name}:" in report for name in ("Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1",
-                                                  "F1-all-class", "Classes-with-value"))
+    assert all(
+        f"{name}:" in report
+        for name in ("Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class", "Classes-with-value")
+    )
 
     # Seen / unseen: the counts add up, and match the train utterances read here without utils.py.
     train_texts, train_labels = shifted_rows(REAL_DATA, "train")
@@ -426,14 +436,21 @@ def test_real_test_split_supports(tmp_path, tiny_run_dir):
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    model = LogisticRegression(class_weight="balanced", max_iter=2000).fit(vectorizer.fit_transform(train_texts), train_labels)
+    model = LogisticRegression(class_weight="balanced", max_iter=2000).fit(
+        vectorizer.fit_transform(train_texts), train_labels
+    )
     y_true = table["label"].map(EMOTIONS.index).to_numpy()
     predicted = model.predict(vectorizer.transform(table["text"]))
     tfidf = baseline_records(str(tmp_path))["baseline: tfidf"]
     assert abs(tfidf["metrics"]["Macro_F1"] - f1_score(y_true, predicted, average="macro")) < 0.02
     assert abs(tfidf["metrics"]["Balanced_Accuracy"] - balanced_accuracy_score(y_true, predicted)) < 0.02
-    assert abs(tfidf["seen_unseen"]["unseen"]["metrics"]["Macro_F1"]
-               - f1_score(y_true[~seen], predicted[~seen], labels=range(7), average="macro")) < 0.02
+    assert (
+        abs(
+            tfidf["seen_unseen"]["unseen"]["metrics"]["Macro_F1"]
+            - f1_score(y_true[~seen], predicted[~seen], labels=range(7), average="macro")
+        )
+        < 0.02
+    )
 
 
 def test_unmappable_head_and_non_model_folder_are_one_line_errors(tmp_path, tiny_dataset_dir):
@@ -461,25 +478,34 @@ def test_unmappable_head_and_non_model_folder_are_one_line_errors(tmp_path, tiny
         (["--baselines", '["tfidf","tfidf"]'], "lists a baseline twice"),
     ],
 )
-def test_cli_config_and_missing_folder_errors(tmp_path, tiny_dataset_dir, zero_shot_model_dir, overrides, expected):
+def test_cli_config_and_missing_folder_errors(
+    tmp_path, tiny_dataset_dir, zero_shot_model_dir, overrides, expected, monkeypatch, capsys
+):
     base = {"--models": zero_shot_model_dir, "--dataset": tiny_dataset_dir, "--output_dir": str(tmp_path)}
-    base.update(dict(zip(overrides[::2], overrides[1::2])))
-    line = assert_one_error_line(run_cli(*[part for pair in base.items() for part in pair]))
+    base.update(dict(zip(overrides[::2], overrides[1::2], strict=True)))
+    line = cli_error(monkeypatch, capsys, *[part for pair in base.items() for part in pair])
     assert expected in line
 
 
 def test_cli_failure_on_second_model_keeps_the_first_models_outputs(
-    tmp_path, tiny_dataset_dir, zero_shot_model_dir, tiny_model_dir
+    tmp_path, tiny_dataset_dir, zero_shot_model_dir, tiny_model_dir, monkeypatch, capsys
 ):
-    result = run_cli(
-        "--models", f"{zero_shot_model_dir},{tiny_model_dir}",
-        "--model_names", "good,two-labels",
-        "--dataset", tiny_dataset_dir,
-        "--output_dir", str(tmp_path),
-        "--device", "cpu",
-        "--disable_tqdm", "true",
+    line = cli_error(
+        monkeypatch,
+        capsys,
+        "--models",
+        f"{zero_shot_model_dir},{tiny_model_dir}",
+        "--model_names",
+        "good,two-labels",
+        "--dataset",
+        tiny_dataset_dir,
+        "--output_dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--disable_tqdm",
+        "true",
     )
-    line = assert_one_error_line(result)
     assert "model 2 of 2" in line and "2 output labels" in line and "kept" in line
     for file in MODEL_FILES:
         assert os.path.isfile(tmp_path / "good" / file), file
@@ -487,8 +513,15 @@ def test_cli_failure_on_second_model_keeps_the_first_models_outputs(
     assert not (tmp_path / "comparison.csv").exists()
 
 
-def test_cli_uncached_hub_model_is_one_error_line(tmp_path, tiny_dataset_dir):
-    line = assert_one_error_line(
-        run_cli("--models", "no-such-org/no-such-emotion-model", "--dataset", tiny_dataset_dir, "--output_dir", str(tmp_path))
+def test_cli_uncached_hub_model_is_one_error_line(tmp_path, tiny_dataset_dir, monkeypatch, capsys):
+    line = cli_error(
+        monkeypatch,
+        capsys,
+        "--models",
+        "no-such-org/no-such-emotion-model",
+        "--dataset",
+        tiny_dataset_dir,
+        "--output_dir",
+        str(tmp_path),
     )
     assert "no-such-org/no-such-emotion-model" in line and "cache" in line

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiny_config
 
+from conftest import tiny_config
 from labels import EMOTIONS
 
 
@@ -20,10 +20,17 @@ def cross_entropy_run(tmp_path_factory, tiny_model_dir, tiny_dataset_dir) -> str
     from training import run_fine_tuning
 
     out = str(tmp_path_factory.mktemp("ce_run"))
-    run_fine_tuning(*tiny_config(
-        tiny_model_dir, tiny_dataset_dir, out,
-        loss="cross_entropy", class_weights="none", neutral_keep_ratio=0.5, num_train_epochs=1,
-    ))
+    run_fine_tuning(
+        *tiny_config(
+            tiny_model_dir,
+            tiny_dataset_dir,
+            out,
+            loss="cross_entropy",
+            class_weights="none",
+            neutral_keep_ratio=0.5,
+            num_train_epochs=1,
+        )
+    )
     return out
 
 
@@ -57,13 +64,21 @@ def test_unweighted_cross_entropy_run_uses_balanced_weights_of_its_train_labels(
         assert f"F1-all-class weights: neutral {expected[0]:.4g}, anger {expected[1]:.4g}" in handle.read()
 
 
-def test_evaluation_reproduces_the_runs_f1_all_class_with_its_saved_weights(tmp_path, cross_entropy_run, tiny_dataset_dir):
+def test_evaluation_reproduces_the_runs_f1_all_class_with_its_saved_weights(
+    tmp_path, cross_entropy_run, tiny_dataset_dir
+):
     from arguments import EvaluateArguments
     from config import build_instances
     from evaluation import run_evaluation
 
-    values = {"models": cross_entropy_run, "dataset": tiny_dataset_dir, "output_dir": str(tmp_path),
-              "baselines": [], "device": "cpu", "disable_tqdm": True}
+    values = {
+        "models": cross_entropy_run,
+        "dataset": tiny_dataset_dir,
+        "output_dir": str(tmp_path),
+        "baselines": [],
+        "device": "cpu",
+        "disable_tqdm": True,
+    }
     (args,), _ = build_instances(values, (EvaluateArguments,), "test", set())
     (result,) = run_evaluation(args)
     trained = read_json(cross_entropy_run, "metrics.json")["test"]

@@ -50,8 +50,17 @@ def dropout_free_copy(model_dir: str, folder: str) -> str:
 # One plain SGD step over 8 train rows (one epoch), full fine-tuning: the step is the gradient times
 # the learning rate, with no clipping, warm-up or Adam normalisation to hide a wrongly scaled loss.
 ONE_SGD_STEP = dict(
-    use_lora=False, max_train_samples=8, max_steps=1, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant",
-    warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=0.0, load_best_model_at_end=False, save_strategy="no",
+    use_lora=False,
+    max_train_samples=8,
+    max_steps=1,
+    optim="sgd",
+    learning_rate=0.5,
+    lr_scheduler_type="constant",
+    warmup_ratio=0.0,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    load_best_model_at_end=False,
+    save_strategy="no",
     class_weights=[0.5, 2, 3, 4, 1, 2, 2],
 )
 
@@ -79,7 +88,14 @@ def test_focal_run_leaves_the_documented_outputs(tiny_run_dir):
     assert config["id2label"] == {str(i): n for i, n in enumerate(EMOTIONS)}
     metrics = read_json(tiny_run_dir, "metrics.json")
     for split in ("validation", "test"):
-        assert set(metrics[split]) >= {"Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class", "Classes-with-value"}
+        assert set(metrics[split]) >= {
+            "Accuracy",
+            "Balanced_Accuracy",
+            "F1-score",
+            "Macro_F1",
+            "F1-all-class",
+            "Classes-with-value",
+        }
     stats = read_json(tiny_run_dir, "data_stats.json")
     assert stats["splits"]["test"]["rows"] == sum(stats["splits"]["test"]["counts"].values())
     assert read_json(tiny_run_dir, "run_config.json")["loss"] == "focal"
@@ -173,9 +189,16 @@ def test_gradient_accumulation_step_equals_the_large_batch_step(tmp_path, tiny_m
     runs = {}
     for name, batch, accumulation in (("whole", 8, 1), ("accumulated", 4, 2)):
         out = str(tmp_path / name)
-        run_fine_tuning(*tiny_config(
-            model_dir, tiny_dataset_dir, out, batch_size=batch, gradient_accumulation_steps=accumulation, **ONE_SGD_STEP
-        ))
+        run_fine_tuning(
+            *tiny_config(
+                model_dir,
+                tiny_dataset_dir,
+                out,
+                batch_size=batch,
+                gradient_accumulation_steps=accumulation,
+                **ONE_SGD_STEP,
+            )
+        )
         runs[name] = saved_weights(out)
     assert_same_weights(runs["accumulated"], runs["whole"])
     assert encoder_change(runs["whole"], model_dir) > 1e-3  # the step did change the weights
@@ -204,23 +227,23 @@ def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
     assert prepare_tracking(["none"]) == ["none"]
 
 
-# Run as `python -c SCRIPT ROOT MARKER MODEL DATASET OUTPUT_DIR SETTINGS_JSON`: trains with
-# tiny_config, then hangs right after its first checkpoint is written, with MARKER created as the
-# signal, so that the test's SIGKILL lands at a known step.
+# Run as `python -c SCRIPT MARKER MODEL DATASET OUTPUT_DIR SETTINGS_JSON` in tests/ (so that
+# `conftest` is importable; the project is installed): trains with tiny_config, then hangs right
+# after its first checkpoint is written, with MARKER created as the signal, so that the test's
+# SIGKILL lands at a known step.
 HANG_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
     """
-    import json, os, sys, time
-    sys.path[:0] = [sys.argv[1], os.path.join(sys.argv[1], "tests")]
+    import json, sys, time
     from transformers import TrainerCallback
     from conftest import tiny_config
     from training import run_fine_tuning
 
     class Hang(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            open(sys.argv[2], "w").close()
+            open(sys.argv[1], "w").close()
             time.sleep(3600)
 
-    run_fine_tuning(*tiny_config(*sys.argv[3:6], **json.loads(sys.argv[6])), callbacks=[Hang()])
+    run_fine_tuning(*tiny_config(*sys.argv[2:5], **json.loads(sys.argv[5])), callbacks=[Hang()])
     """
 )
 
@@ -234,16 +257,25 @@ class CountSteps(TrainerCallback):
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, tiny_model_dir, tiny_dataset_dir):
+def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
+    tmp_path, tiny_model_dir, tiny_dataset_dir
+):
     # No best-model reload: the final weights are those of the last step, which a faulty resume changes.
     settings = dict(
-        max_steps=3, eval_strategy="steps", eval_steps=1, max_eval_samples=20, save_total_limit=10, load_best_model_at_end=False
+        max_steps=3,
+        eval_strategy="steps",
+        eval_steps=1,
+        max_eval_samples=20,
+        save_total_limit=10,
+        load_best_model_at_end=False,
     )
     straight = run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "a"), **settings))
 
     out, marker = tmp_path / "b", tmp_path / "saved"
-    argv = [ROOT, str(marker), tiny_model_dir, tiny_dataset_dir, str(out), json.dumps(settings)]
-    with subprocess.Popen([sys.executable, "-c", HANG_AFTER_FIRST_CHECKPOINT, *argv]) as proc:
+    argv = [str(marker), tiny_model_dir, tiny_dataset_dir, str(out), json.dumps(settings)]
+    with subprocess.Popen(
+        [sys.executable, "-c", HANG_AFTER_FIRST_CHECKPOINT, *argv], cwd=os.path.join(ROOT, "tests")
+    ) as proc:
         try:
             while not marker.exists():
                 assert proc.poll() is None, "the training subprocess ended before its first checkpoint"
@@ -255,7 +287,8 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tm
 
     steps = CountSteps()
     resumed = run_fine_tuning(
-        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(out), resume_from_checkpoint=True, **settings), callbacks=[steps]
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(out), resume_from_checkpoint=True, **settings),
+        callbacks=[steps],
     )
     assert steps.steps == 2  # it went on from step 1 rather than starting over
     assert_same_weights(saved_weights(str(out)), saved_weights(straight.output_dir))

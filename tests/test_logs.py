@@ -41,7 +41,9 @@ def library_source(module: str) -> str:
 
 def test_quietened_messages_are_the_ones_the_libraries_emit():
     """If a library rewords a message, the filter would miss it: fail here instead."""
-    assert '"Failed to load CPU gemm_4bit_forward from kernels-community: %s.' in library_source("bitsandbytes.backends.cpu.ops")
+    assert '"Failed to load CPU gemm_4bit_forward from kernels-community: %s.' in library_source(
+        "bitsandbytes.backends.cpu.ops"
+    )
     assert "Warning: Some classes do not exist in the target." in library_source(
         "torcheval.metrics.functional.classification.f1_score"
     )
@@ -52,8 +54,12 @@ def test_known_noise_is_dropped_and_everything_else_kept(logging_setup, caplog):
     bnb = logging.getLogger("bitsandbytes.backends.cpu.ops")
     loading = logging.getLogger("transformers.modeling_utils")
     with caplog.at_level(logging.INFO):
-        bnb.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "No module named 'kernels'")
-        logging.warning("Warning: Some classes do not exist in the target. F1 scores for these classes will be cast to zeros.")
+        bnb.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "No module named 'kernels'"
+        )
+        logging.warning(
+            "Warning: Some classes do not exist in the target. F1 scores for these classes will be cast to zeros."
+        )
         loading.warning(NEW_HEAD_REPORT)
         bnb.warning("CUDA out of memory in gemv_4bit")
         loading.warning(NEW_HEAD_REPORT.replace("classifier.bias   | MISSING", "encoder.layer.0.w | UNEXPECTED"))
@@ -103,7 +109,9 @@ def test_track_yields_every_item_and_reports_when_not_on_a_terminal(caplog):
     with caplog.at_level(logging.INFO, logger="progress"):
         assert list(track(iter(range(3)), 3, "scoring model")) == [0, 1, 2]
     assert [line.split(",")[0] for line in progress_lines(caplog)] == [
-        "scoring model: 1/3 (33%)", "scoring model: 2/3 (66%)", "scoring model: 3/3 (100%)"
+        "scoring model: 1/3 (33%)",
+        "scoring model: 2/3 (66%)",
+        "scoring model: 3/3 (100%)",
     ]
 
 
@@ -136,7 +144,13 @@ def test_training_progress_reports_steps_evaluations_and_the_end(caplog):
 
 
 def test_trainer_off_a_terminal_logs_plain_lines_instead_of_bars_and_dicts(tmp_path, tiny_model_dir):
-    from transformers import AutoModelForSequenceClassification, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForSequenceClassification,
+        PrinterCallback,
+        ProgressCallback,
+        Trainer,
+        TrainingArguments,
+    )
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     for disable_tqdm in (False, True):

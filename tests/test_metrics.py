@@ -22,7 +22,11 @@ def test_metrics_equal_scikit_learn():
     assert np.isclose(result["Macro_F1"], f1_score(y_true, y_pred, average="macro"))
     assert np.isclose(result["F1-all-class"], np.mean(per_class * weights), atol=1e-6)
     assert result["Classes-with-value"] == 7
-    assert np.allclose([result[f"F1_{n}"] for n in ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")], per_class, atol=1e-6)
+    assert np.allclose(
+        [result[f"F1_{n}"] for n in ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise")],
+        per_class,
+        atol=1e-6,
+    )
 
 
 def test_always_neutral_baseline_and_classes_with_value():
@@ -38,7 +42,14 @@ def test_report_has_class_names_and_headline_lines():
     report = format_report([0, 1, 4], [0, 1, 0], classification_metrics([0, 1, 4], [0, 1, 0]))
     for name in ("neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"):
         assert name in report
-    for line in ("Accuracy: 0.6667", "Balanced_Accuracy:", "F1-score:", "Macro_F1:", "F1-all-class:", "Classes-with-value: 2"):
+    for line in (
+        "Accuracy: 0.6667",
+        "Balanced_Accuracy:",
+        "F1-score:",
+        "Macro_F1:",
+        "F1-all-class:",
+        "Classes-with-value: 2",
+    ):
         assert line in report
 
 

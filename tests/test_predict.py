@@ -1,4 +1,4 @@
-"""EmotionPredictor (predictor.py) and ep_predict.py: same inputs as evaluation, clear errors, both modes."""
+"""EmotionPredictor (predictor.py), ep_predict.py (predict_io.py): inputs as in evaluation, clear errors, both modes."""
 
 from __future__ import annotations
 
@@ -82,7 +82,10 @@ def test_reads_saved_settings_from_output_dir_and_model_folder(tiny_run_dir, pre
 
     saved = read_metadata(os.path.join(tiny_run_dir, "model"))
     assert (predictor.context_turns, predictor.separator, predictor.max_length, predictor.decision_rule) == (
-        saved["context_turns"], saved["context_separator"], saved["max_length"], "argmax"
+        saved["context_turns"],
+        saved["context_separator"],
+        saved["max_length"],
+        "argmax",
     )
     assert predictor.separator == " [SEP] " and predictor.device == "cpu"
     from_model = EmotionPredictor.from_pretrained(os.path.join(tiny_run_dir, "model"), device="cpu")
@@ -105,7 +108,10 @@ def test_forecast_result(predictor):
     "call, message",
     [
         (lambda p: p.predict([]), "history is empty; pass the dialogue so far"),
-        (lambda p: p.predict("I lost my keys"), 'history is a single string; pass a list of utterances, oldest first, e.g. ["I lost my keys"]'),
+        (
+            lambda p: p.predict("I lost my keys"),
+            'history is a single string; pass a list of utterances, oldest first, e.g. ["I lost my keys"]',
+        ),
         (lambda p: p.predict(["hi", 3]), "history[1] is 3 (int), not a string"),
         (lambda p: p.predict(None), "history must be a list of utterances (strings), oldest first, not NoneType"),
         (lambda p: p.predict_batch([["hi"], ["ok", None]]), "histories[1][1] is null (NoneType), not a string"),
@@ -132,7 +138,8 @@ def test_folder_that_is_not_our_model_is_refused(tmp_path, tiny_model_dir, tiny_
     shutil.copytree(os.path.join(tiny_run_dir, "model"), odd)
     metadata = json.loads((odd / "emotion_predictor.json").read_text())
     (odd / "emotion_predictor.json").write_text(json.dumps({**metadata, "decision_rule": "coin_flip"}))
-    with pytest.raises(UserError, match='emotion_predictor.json: decision_rule has value "coin_flip"; expected one of "argmax", "prior_corrected"'):
+    problem = 'decision_rule has value "coin_flip"; expected one of "argmax", "prior_corrected"'
+    with pytest.raises(UserError, match=f"emotion_predictor.json: {problem}"):
         EmotionPredictor.from_pretrained(str(odd), device="cpu")
 
 
@@ -173,12 +180,25 @@ def test_file_mode_skips_and_reports_bad_lines(tmp_path, tiny_run_dir, predictor
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
     target = tmp_path / "out" / "forecasts.jsonl"
-    args = ["--json_file", os.path.join(ROOT, "args", "ep_predict_arg.json"), "--model", tiny_run_dir,
-            "--input", str(source), "--output", str(target), "--device", "cpu", "--batch_size", "2"]
+    args = [
+        "--json_file",
+        os.path.join(ROOT, "args", "ep_predict_arg.json"),
+        "--model",
+        tiny_run_dir,
+        "--input",
+        str(source),
+        "--output",
+        str(target),
+        "--device",
+        "cpu",
+        "--batch_size",
+        "2",
+    ]
     assert ep_predict.main(args) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error: ", "wrote "))]
     assert errors[:4] == [
-        f"error: {source}:2: malformed JSON (Expecting property name enclosed in double quotes at column 2); fix or remove that line",
+        f"error: {source}:2: malformed JSON (Expecting property name enclosed in double quotes at column 2); "
+        "fix or remove that line",
         f"error: {source}:3: history is empty; pass the dialogue so far, at least one utterance",
         f"error: {source}:6: history[1] is 5 (int), not a string; each turn is one utterance's text",
         f'error: {source}:7: expected an object {{"id": ..., "history": ["utterance", ...]}}',
@@ -210,7 +230,7 @@ def test_config_errors_are_one_line(tmp_path, tiny_model_dir):
 
 
 def test_converse_keeps_history_and_resets(predictor):
-    from predictor import converse
+    from predict_io import converse
 
     out = io.StringIO()
     count = converse(predictor, io.StringIO("hello\n\ni lost my keys\n/reset\ni lost my keys\n"), out)
@@ -222,9 +242,21 @@ def test_converse_keeps_history_and_resets(predictor):
 
 
 def test_interactive_mode_from_a_pipe(tiny_run_dir, predictor):
-    command = [sys.executable, "ep_predict.py", "--json_file", "args/ep_predict_arg.json",
-               "--model", tiny_run_dir, "--input", "-", "--device", "cpu"]
-    done = subprocess.run(command, input="Hi\nI lost my keys\n", capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    command = [
+        sys.executable,
+        "ep_predict.py",
+        "--json_file",
+        "args/ep_predict_arg.json",
+        "--model",
+        tiny_run_dir,
+        "--input",
+        "-",
+        "--device",
+        "cpu",
+    ]
+    done = subprocess.run(
+        command, input="Hi\nI lost my keys\n", capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"next turn: {predictor.predict(['Hi'])}",

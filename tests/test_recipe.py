@@ -14,9 +14,9 @@ from transformers import TrainerCallback
 
 from arguments import ModelArguments
 from classification_head import head_parameter_names
-from conftest import tiny_config
+from conftest import ROOT, tiny_config
 from labels import EMOTIONS
-from modeling import apply_lora, load_base_model, output_layer
+from modeling import apply_lora, load_base_model, output_layer, read_metadata
 from training import run_fine_tuning
 from utils import prepare_splits
 
@@ -44,18 +44,25 @@ def pooler_features(model_dir: str, texts: list[str]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("use_lora", [False, True])
-def test_head_warm_start_starts_from_the_fitted_logistic_regression(tmp_path, tiny_model_dir, tiny_dataset_dir, use_lora):
+def test_head_warm_start_starts_from_the_fitted_logistic_regression(
+    tmp_path, tiny_model_dir, tiny_dataset_dir, use_lora
+):
     capture = Capture()
     run_fine_tuning(
         *tiny_config(
-            tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), use_lora=use_lora, max_steps=1,
-            head_warm_start="logistic_regression", class_weights="balanced",
+            tiny_model_dir,
+            tiny_dataset_dir,
+            str(tmp_path / "run"),
+            use_lora=use_lora,
+            max_steps=1,
+            head_warm_start="logistic_regression",
+            class_weights="balanced",
         ),
         callbacks=[capture],
     )
     train = prepare_splits(tiny_dataset_dir, splits=["train"]).splits["train"]
     labels = train["label"].to_numpy()
-    weights = json.load(open(tmp_path / "run" / "metrics.json"))["class_weights"]
+    weights = json.loads((tmp_path / "run" / "metrics.json").read_text())["class_weights"]
     features = pooler_features(tiny_model_dir, [t[-1] for t in train["turns"]])
     probe = LogisticRegression(max_iter=1000).fit(features, labels, sample_weight=np.asarray(weights)[labels])
     weight, bias = capture.head
@@ -66,7 +73,9 @@ def test_head_warm_start_starts_from_the_fitted_logistic_regression(tmp_path, ti
 
 def test_without_warm_start_the_head_is_not_the_probe(tmp_path, tiny_model_dir, tiny_dataset_dir):
     capture = Capture()
-    run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), max_steps=1), callbacks=[capture])
+    run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), max_steps=1), callbacks=[capture]
+    )
     assert capture.head[0].abs().max().item() < 0.2  # transformers' init (std 0.02), far from a fitted probe
 
 
@@ -75,8 +84,13 @@ def test_head_learning_rate_applies_to_the_head_and_pooler_only(tmp_path, tiny_m
     capture = Capture()
     run_fine_tuning(
         *tiny_config(
-            tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), use_lora=use_lora, max_steps=1,
-            learning_rate=1e-4, head_learning_rate=3e-2,
+            tiny_model_dir,
+            tiny_dataset_dir,
+            str(tmp_path / "run"),
+            use_lora=use_lora,
+            max_steps=1,
+            learning_rate=1e-4,
+            head_learning_rate=3e-2,
         ),
         callbacks=[capture],
     )
@@ -88,7 +102,7 @@ def test_head_learning_rate_applies_to_the_head_and_pooler_only(tmp_path, tiny_m
     assert not any("classifier" in n or "pooler" in n for n in body)
     if use_lora:
         assert all("lora_" in n for n in body)
-    saved = json.load(open(tmp_path / "run" / "run_config.json"))
+    saved = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert saved["head_learning_rate"] == 3e-2 and saved["head_warm_start"] == "none"
 
 
@@ -112,8 +126,14 @@ def test_early_stopping_stops_when_validation_stops_improving(tmp_path, tiny_mod
     # A learning rate this small leaves the metric unchanged: the second evaluation is no better.
     result = run_fine_tuning(
         *tiny_config(
-            tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), use_lora=False, num_train_epochs=6,
-            learning_rate=1e-12, early_stopping_patience=1, metric_for_best_model="Macro_F1",
+            tiny_model_dir,
+            tiny_dataset_dir,
+            str(tmp_path / "run"),
+            use_lora=False,
+            num_train_epochs=6,
+            learning_rate=1e-12,
+            early_stopping_patience=1,
+            metric_for_best_model="Macro_F1",
         )
     )
     assert result.metrics["epochs_trained"] == 2
@@ -123,13 +143,22 @@ def test_early_stopping_stops_when_validation_stops_improving(tmp_path, tiny_mod
 
 def test_without_early_stopping_every_epoch_runs(tmp_path, tiny_model_dir, tiny_dataset_dir):
     result = run_fine_tuning(
-        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), use_lora=False, num_train_epochs=3, learning_rate=1e-12)
+        *tiny_config(
+            tiny_model_dir,
+            tiny_dataset_dir,
+            str(tmp_path / "run"),
+            use_lora=False,
+            num_train_epochs=3,
+            learning_rate=1e-12,
+        )
     )
     assert result.metrics["epochs_trained"] == 3 and len(result.metrics["validation_curve"]) == 3
 
 
 def test_score_test_false_leaves_test_unscored(tmp_path, tiny_model_dir, tiny_dataset_dir):
-    result = run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), max_steps=1), score_test=False)
+    result = run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), max_steps=1), score_test=False
+    )
     assert "validation" in result.metrics and "test" not in result.metrics
     assert set(result.probabilities) == {"validation"}
 
@@ -140,12 +169,20 @@ def test_mean_pooling_run_saves_a_model_that_reads_the_token_mean(tmp_path, tiny
 
     out = str(tmp_path / "run")
     run_fine_tuning(
-        *tiny_config(tiny_model_dir, tiny_dataset_dir, out, use_lora=use_lora, max_steps=2, pooling="mean", head_warm_start="logistic_regression")
+        *tiny_config(
+            tiny_model_dir,
+            tiny_dataset_dir,
+            out,
+            use_lora=use_lora,
+            max_steps=2,
+            pooling="mean",
+            head_warm_start="logistic_regression",
+        )
     )
     folder = os.path.join(out, "model")
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     assert type(model).__name__ == "MeanPoolingBertForSequenceClassification" and model.bert.pooler is None
-    assert json.load(open(os.path.join(folder, "emotion_predictor.json")))["pooling"] == "mean"
+    assert read_metadata(folder)["pooling"] == "mean"
     tokenizer = AutoTokenizer.from_pretrained(folder)
     batch = tokenizer(["hello how are you", "i lost my keys at the party"], return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -155,7 +192,9 @@ def test_mean_pooling_run_saves_a_model_that_reads_the_token_mean(tmp_path, tiny
         np.testing.assert_allclose(model(**batch).logits.numpy(), expected.numpy(), atol=1e-5)
 
 
-def test_mean_pooling_model_loads_in_plain_transformers_only_with_remote_code(tmp_path, tiny_model_dir, tiny_dataset_dir):
+def test_mean_pooling_model_loads_in_plain_transformers_only_with_remote_code(
+    tmp_path, tiny_model_dir, tiny_dataset_dir
+):
     import subprocess
     import sys
 
@@ -167,20 +206,29 @@ def test_mean_pooling_model_loads_in_plain_transformers_only_with_remote_code(tm
     with torch.no_grad():
         ours = torch.softmax(model.eval()(**tokenizer(["i lost my keys"], return_tensors="pt")).logits, -1)[0].tolist()
     # A fresh interpreter without this project on its path: only transformers and the saved folder.
+    # The editable install puts the repository root on every interpreter's path; take it off again.
     script = (
-        "import json, sys\n"
+        "import importlib.util, json, os, sys\n"
+        f"root = os.path.realpath({ROOT!r})\n"
+        "sys.path[:] = [p for p in sys.path if os.path.realpath(p or '.') != root]\n"
+        "assert importlib.util.find_spec('mean_pooling') is None, 'the project is still importable'\n"
         "from transformers import pipeline\n"
         "try:\n"
         "    pipeline('text-classification', model=sys.argv[1])\n"
         "    print('loaded-without-remote-code')\n"
         "except ValueError:\n"
         "    pass\n"
-        "scores = pipeline('text-classification', model=sys.argv[1], trust_remote_code=True, top_k=None)(['i lost my keys'])[0]\n"
+        "classify = pipeline('text-classification', model=sys.argv[1], trust_remote_code=True, top_k=None)\n"
+        "scores = classify(['i lost my keys'])[0]\n"
         "print('SCORES', json.dumps({s['label']: s['score'] for s in scores}))\n"
     )
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
     done = subprocess.run(
-        [sys.executable, "-c", script, os.path.join(out, "model")], capture_output=True, text=True, cwd=str(tmp_path), env=env,
+        [sys.executable, "-c", script, os.path.join(out, "model")],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env=env,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -195,6 +243,15 @@ def test_mean_pooling_refuses_non_bert_models(tmp_path):
     from errors import UserError
     from modeling import with_mean_pooling
 
-    model = RobertaForSequenceClassification(RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=7))
+    model = RobertaForSequenceClassification(
+        RobertaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=7,
+        )
+    )
     with pytest.raises(UserError, match="pooling 'mean' is implemented for BERT encoders"):
         with_mean_pooling(model)

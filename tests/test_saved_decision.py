@@ -18,8 +18,14 @@ FIX = '(fine-tune the model again, or set decision_rule to "argmax" in that file
 @pytest.mark.parametrize(
     "metadata, problem",
     [
-        ({"decision_rule": "softmax_vote"}, f'decision_rule has value "softmax_vote"; expected one of "argmax", "prior_corrected" {FIX}'),
-        ({"decision_rule": "prior_corrected", "train_prior": PRIOR}, f"the prior_corrected rule needs a number tau, found null {FIX}"),
+        (
+            {"decision_rule": "softmax_vote"},
+            f'decision_rule has value "softmax_vote"; expected one of "argmax", "prior_corrected" {FIX}',
+        ),
+        (
+            {"decision_rule": "prior_corrected", "train_prior": PRIOR},
+            f"the prior_corrected rule needs a number tau, found null {FIX}",
+        ),
         (
             {"decision_rule": "prior_corrected", "tau": 0.5, "train_prior": [1.0]},
             f"the prior_corrected rule needs train_prior, 7 numbers >= 0, found [1.0] {FIX}",
@@ -34,7 +40,11 @@ def test_unusable_rule_is_one_line_naming_the_file(tmp_path, metadata, problem):
 
 
 def test_usable_rules_load(tmp_path):
-    for metadata in ({}, {"decision_rule": "argmax"}, {"decision_rule": "prior_corrected", "tau": 0.5, "train_prior": PRIOR}):
+    for metadata in (
+        {},
+        {"decision_rule": "argmax"},
+        {"decision_rule": "prior_corrected", "tau": 0.5, "train_prior": PRIOR},
+    ):
         (tmp_path / METADATA_FILE).write_text(json.dumps(metadata))
         assert read_metadata(str(tmp_path)) == metadata
 
@@ -45,7 +55,15 @@ def test_ep_evaluate_on_unknown_rule_exits_with_one_line(tmp_path, tiny_dataset_
     model = tmp_path / "model"
     build_tiny_bert(str(model))
     (model / METADATA_FILE).write_text(json.dumps({"context_turns": 0, "decision_rule": "softmax_vote"}))
-    argv = ["ep_evaluate.py", "--models", str(model), "--dataset", tiny_dataset_dir, "--output_dir", str(tmp_path / "out")]
+    argv = [
+        "ep_evaluate.py",
+        "--models",
+        str(model),
+        "--dataset",
+        tiny_dataset_dir,
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     assert cli_error_lines(ep_evaluate.main, argv, monkeypatch, capsys) == [
         f'error: {model / METADATA_FILE}: decision_rule has value "softmax_vote"; expected one of "argmax", '
         f'"prior_corrected" {FIX}'

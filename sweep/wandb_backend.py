@@ -1,10 +1,10 @@
-"""The wandb sweep backend of `ep_sweep.py` (`sweep_backend: wandb`), as the reference runs it.
+"""The wandb backend of `ep_sweep.py` (`sweep_backend: wandb`), as the reference runs it.
 
 With wandb credentials and network, it creates a wandb sweep from `sweep_config` unchanged (or
 joins the one named by `sweep_storage`, entity/project/id, or the one this output_dir created
 before, saved in `wandb_sweep_id.txt`) and runs an agent for `sweep_count` runs. Other machines
-join with the same command plus `--sweep_storage entity/project/id`. Each run is the same
-fine-tuning code path as the optuna backend, in `<output_dir>/trial-<run id>`, and logs the sweep
+join with the same command plus `--sweep_storage entity/project/id`. Each run is the same trial
+code as the optuna backend (sweep/trial.py), in `<output_dir>/trial-<run id>`, and logs the sweep
 metric after each evaluation (what wandb's hyperband reads) and at the end. The local outputs
 (sweep_results.csv, best_config.json, sweep.png) hold this agent's runs; the wandb dashboard
 shows the whole sweep.
@@ -17,52 +17,21 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any
 
-from errors import UserError
-from sweep import (
-    SweepSetup,
-    TrialFailed,
-    TrialRecord,
-    run_trial_fine_tuning,
-    summary,
-    trial_values,
-    write_outputs,
-)
+from errors import UserError, first_line
+from sweep.results import TrialRecord, summary, write_outputs
+from sweep.trial import TrialFailed, run_trial_fine_tuning, trial_values
+from wandb_access import wandb_unavailable_reason
+
+if TYPE_CHECKING:
+    from sweep.setup import SweepSetup
 
 LOGIN_HINT = (
     "run `uv run wandb login` (or set WANDB_API_KEY) with network access, "
     'or set "sweep_backend": "optuna" to sweep offline'
 )
-
-
-def wandb_host() -> str:
-    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
-
-
-def has_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = os.path.expanduser("~/.netrc")
-    if not os.path.isfile(netrc):
-        return False
-    with open(netrc, encoding="utf-8", errors="replace") as handle:
-        return wandb_host() in handle.read()
-
-
-def login_problem() -> str | None:
-    """Why a wandb sweep cannot run here, or None."""
-    mode = os.environ.get("WANDB_MODE", "").lower()
-    if mode in ("offline", "disabled", "dryrun"):
-        return f"WANDB_MODE is {mode}"
-    if not has_credentials():
-        return "no wandb credentials"
-    from hub import can_connect
-
-    if not can_connect(wandb_host()):
-        return f"{wandb_host()} is unreachable"
-    return None
+SWEEP_ID_FILE = "wandb_sweep_id.txt"
 
 
 def metric_logger(metric: str) -> Any:
@@ -70,7 +39,9 @@ def metric_logger(metric: str) -> Any:
     from transformers import TrainerCallback
 
     class LogSweepMetric(TrainerCallback):
-        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kw: Any) -> None:
+        def on_evaluate(
+            self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kw: Any
+        ) -> None:
             import wandb
 
             value = (metrics or {}).get(f"eval_{metric}")
@@ -86,33 +57,42 @@ def with_wandb_tracking(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "report_to": report_to if "wandb" in report_to else [*report_to, "wandb"]}
 
 
+def sweep_id_for(setup: SweepSetup, project: str, entity: str | None) -> str:
+    """The sweep to join (sweep_storage, else the one this output_dir created), or a new one."""
+    import wandb
+
+    id_file = os.path.join(setup.output_dir, SWEEP_ID_FILE)
+    if setup.args.sweep_storage:
+        return setup.args.sweep_storage
+    if os.path.isfile(id_file):
+        with open(id_file, encoding="utf-8") as handle:
+            return handle.read().strip()
+    config = {**setup.args.sweep_config, "name": setup.name}
+    created = wandb.sweep(sweep=config, project=project, entity=entity)
+    sweep_id = "/".join(p for p in (entity, project, created) if p)
+    with open(id_file, "w", encoding="utf-8") as handle:
+        handle.write(sweep_id + "\n")
+    return sweep_id
+
+
 def run_wandb_sweep(setup: SweepSetup) -> list[TrialRecord]:
-    problem = login_problem()
+    problem = wandb_unavailable_reason()
     if problem:
         raise UserError(f"the wandb sweep backend needs a wandb account ({problem}): {LOGIN_HINT}")
     import wandb
 
     out, space = setup.output_dir, setup.space
     os.makedirs(out, exist_ok=True)
-    id_file = os.path.join(out, "wandb_sweep_id.txt")
     project = setup.args.sweep_config.get("project") or os.environ.get("WANDB_PROJECT") or "emotion-predictor"
     entity = setup.args.sweep_config.get("entity") or os.environ.get("WANDB_ENTITY")
     try:
-        if setup.args.sweep_storage:
-            sweep_id = setup.args.sweep_storage
-        elif os.path.isfile(id_file):
-            with open(id_file, encoding="utf-8") as handle:
-                sweep_id = handle.read().strip()
-        else:
-            config = {**setup.args.sweep_config, "name": setup.name}
-            created = wandb.sweep(sweep=config, project=project, entity=entity)
-            sweep_id = "/".join(p for p in (entity, project, created) if p)
-            with open(id_file, "w", encoding="utf-8") as handle:
-                handle.write(sweep_id + "\n")
+        sweep_id = sweep_id_for(setup, project, entity)
     except Exception as err:  # wandb's client raises many types; all mean "could not create the sweep"
-        raise UserError(f"could not create the wandb sweep: {str(err).splitlines()[0] if str(err) else err!r}") from None
-    print(f"wandb sweep {sweep_id}; join from other machines with: uv run python ep_sweep.py --json_file <file> "
-          f"--sweep_backend wandb --sweep_storage {sweep_id}")
+        raise UserError(f"could not create the wandb sweep: {first_line(err) if str(err) else repr(err)}") from None
+    print(
+        f"wandb sweep {sweep_id}; join from other machines with: uv run python ep_sweep.py --json_file <file> "
+        f"--sweep_backend wandb --sweep_storage {sweep_id}"
+    )
 
     records: list[TrialRecord] = []
     base = with_wandb_tracking(setup.base_values)
@@ -128,7 +108,11 @@ def run_wandb_sweep(setup: SweepSetup) -> list[TrialRecord]:
         records.append(record)
         try:
             value, test = run_trial_fine_tuning(
-                values, space.metric, [metric_logger(space.metric)], setup.args.sweep_keep_checkpoints, finish_tracker=False
+                values,
+                space.metric,
+                [metric_logger(space.metric)],
+                setup.args.sweep_keep_checkpoints,
+                finish_tracker=False,
             )
             wandb.log({space.metric: value, **({f"test_{space.metric}": test} if test is not None else {})})
             record.state, record.value, record.test_value = "COMPLETE", value, test

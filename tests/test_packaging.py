@@ -1,0 +1,134 @@
+"""The project is an installable package: the wheel holds every module and the sweep package with
+the four `ep-*` commands, and `import predictor` works from any folder without PYTHONPATH.
+
+Nothing at the top level is left out of the wheel on purpose: the entry scripts are the console
+scripts' targets, and mean_pooling.py is copied next to saved models. tests/, bench/, docs/,
+args/, examples/ and runs/ are not part of it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+
+import pytest
+
+from conftest import ROOT
+
+CONSOLE_SCRIPTS = {
+    "ep-fine-tune": "ep_fine_tune:cli",
+    "ep-evaluate": "ep_evaluate:cli",
+    "ep-predict": "ep_predict:cli",
+    "ep-sweep": "ep_sweep:cli",
+}
+LEFT_OUT = ("tests/", "bench/", "docs/", "args/", "examples/", "runs/")
+IMPORT_CHECK = (
+    "import os, predictor\n"
+    "from predictor import EmotionPredictor\n"
+    "from predict_io import converse, predict_jsonl\n"
+    "print(os.path.realpath(predictor.__file__))\n"
+)
+
+
+def uv() -> str:
+    path = shutil.which("uv")
+    if path is None:
+        pytest.skip("uv is not on PATH")
+    return path
+
+
+def project_files() -> list[str]:
+    """The repository's top-level modules and the sweep package's modules, as wheel paths."""
+    top = sorted(name for name in os.listdir(ROOT) if name.endswith(".py"))
+    package = glob.glob(os.path.join(ROOT, "sweep", "**", "*.py"), recursive=True)
+    return top + sorted(os.path.relpath(path, ROOT).replace(os.sep, "/") for path in package)
+
+
+def env_without_pythonpath() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [uv(), "build", "--wheel", "--out-dir", str(out), ROOT], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [path] = glob.glob(str(out / "*.whl"))
+    return path
+
+
+def test_wheel_holds_every_module_the_sweep_package_and_the_console_scripts(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        parser = configparser.ConfigParser()
+        parser.read_string(archive.read(entry_points).decode("utf-8"))
+
+    expected = project_files()
+    assert "predictor.py" in expected and "mean_pooling.py" in expected
+    missing = [name for name in expected if name not in names]
+    assert not missing, f"not in the wheel: {missing}"
+    assert "sweep/__init__.py" in names or "sweep.py" in names  # the sweep, as a package once it is one
+    assert not [n for n in names if n.startswith(LEFT_OUT)]
+    modules = [n for n in names if not n.startswith("emotion_predictor-")]
+    assert sorted(modules) == sorted(expected), "the wheel holds files that are not project modules"
+    assert dict(parser["console_scripts"]) == CONSOLE_SCRIPTS
+
+
+def test_console_scripts_name_functions_that_exist():
+    import importlib
+
+    for target in CONSOLE_SCRIPTS.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function, None)), f"{target} does not exist"
+
+
+def imported_predictor_file(python: str, cwd) -> str:
+    """Where `python`, started in `cwd` without PYTHONPATH, finds `predictor` (after IMPORT_CHECK)."""
+    done = subprocess.run(
+        [python, "-c", IMPORT_CHECK],
+        cwd=str(cwd),
+        env=env_without_pythonpath(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def test_import_predictor_from_another_folder_without_pythonpath(tmp_path):
+    """The project environment (`uv sync` installs the project) imports it from anywhere."""
+    assert imported_predictor_file(sys.executable, tmp_path) == os.path.realpath(os.path.join(ROOT, "predictor.py"))
+
+
+def test_installed_wheel_imports_predictor_and_has_the_commands(wheel, tmp_path):
+    """The wheel installed into a fresh environment, not the editable checkout: its own copy of
+    the modules is imported, and the ep-* commands are there."""
+    venv = tmp_path / "venv"
+    subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    subprocess.run([uv(), "pip", "install", "--quiet", "--no-deps", "--python", python, wheel], check=True, timeout=300)
+    # The dependencies (torch, transformers, ...) come from this environment, reused rather than
+    # installed again: a path line in a .pth file adds that folder without its own .pth files,
+    # so the checkout that `uv sync` puts on the path there stays off it here.
+    new_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with open(os.path.join(new_site, "project_dependencies.pth"), "w", encoding="utf-8") as handle:
+        handle.write(sysconfig.get_paths()["purelib"] + "\n")
+
+    assert imported_predictor_file(python, tmp_path) == os.path.realpath(os.path.join(new_site, "predictor.py"))
+    for command in CONSOLE_SCRIPTS:
+        assert os.access(venv / "bin" / command, os.X_OK), f"{command} was not installed"
