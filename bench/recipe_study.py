@@ -1,7 +1,7 @@
 """Recipe study: which fine-tuning levers make all-MiniLM-L6-v2 a better next-turn forecaster, chosen
 on validation only (issue 11).
 
-    uv run python bench/recipe_study.py [--only NAME ...] [--report_only]
+    uv run python -m bench.recipe_study [--only NAME ...] [--report_only]
 
 Every configuration writes bench/results/study-<name>.json as soon as it finishes; a re-run skips
 the finished ones, so the study survives being stopped. The table goes to
@@ -12,7 +12,8 @@ bench/results/study.md.
   [CLS] token), `mean` the mean over real tokens that this sentence encoder was trained to give.
 - `screen-*`: one epoch over 16,000 train rows (context 0, max_length 64, neutral rows kept at
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
-  (full fine-tuning, cross entropy + balanced weights, lr 5e-5).
+  (full fine-tuning, cross entropy + balanced weights, lr 5e-5); `screen-ctx2-*` is the kept
+  recipe with two turns of context (max_length 128).
 - `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
   split with early stopping), with seeds 42, 43 and 44; only these score the test split.
 
@@ -84,6 +85,15 @@ CONFIGS: dict[str, dict] = {
     "screen-lora": {**SCREEN, **LORA},
     "screen-mean": {**SCREEN, **MEAN},
     "screen-lr1e-4": {**SCREEN, "learning_rate": 1e-4},
+    # Context 2: the two previous turns before the current one, so inputs are about three times longer.
+    "screen-ctx2-mean-warm-headlr": {
+        **SCREEN,
+        **MEAN,
+        **WARM,
+        "head_learning_rate": 1e-3,
+        "context_turns": 2,
+        "max_length": 128,
+    },
 }
 # The configuration picked on validation from the screening, at full scale: args/cpu_best.json, seed by seed.
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
