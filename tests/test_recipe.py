@@ -122,19 +122,24 @@ def test_lora_trains_the_pooler_and_head_and_merges_them(tmp_path, tiny_model_di
     assert not torch.allclose(merged.bert.pooler.dense.weight, base.bert.pooler.dense.weight)
 
 
-def test_early_stopping_stops_when_validation_stops_improving(tmp_path, tiny_model_dir, tiny_dataset_dir):
-    # A learning rate this small leaves the metric unchanged: the second evaluation is no better.
-    result = run_fine_tuning(
+def frozen_full_fine_tuning(tmp_path, tiny_model_dir, tiny_dataset_dir, **settings):
+    """Full fine-tuning at a learning rate so small that the validation metric never changes."""
+    return run_fine_tuning(
         *tiny_config(
-            tiny_model_dir,
-            tiny_dataset_dir,
-            str(tmp_path / "run"),
-            use_lora=False,
-            num_train_epochs=6,
-            learning_rate=1e-12,
-            early_stopping_patience=1,
-            metric_for_best_model="Macro_F1",
+            tiny_model_dir, tiny_dataset_dir, str(tmp_path / "run"), use_lora=False, learning_rate=1e-12, **settings
         )
+    )
+
+
+def test_early_stopping_stops_when_validation_stops_improving(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    # The metric stays unchanged, so the second evaluation is no better than the first.
+    result = frozen_full_fine_tuning(
+        tmp_path,
+        tiny_model_dir,
+        tiny_dataset_dir,
+        num_train_epochs=6,
+        early_stopping_patience=1,
+        metric_for_best_model="Macro_F1",
     )
     assert result.metrics["epochs_trained"] == 2
     assert len(result.metrics["validation_curve"]) == 2
@@ -142,16 +147,7 @@ def test_early_stopping_stops_when_validation_stops_improving(tmp_path, tiny_mod
 
 
 def test_without_early_stopping_every_epoch_runs(tmp_path, tiny_model_dir, tiny_dataset_dir):
-    result = run_fine_tuning(
-        *tiny_config(
-            tiny_model_dir,
-            tiny_dataset_dir,
-            str(tmp_path / "run"),
-            use_lora=False,
-            num_train_epochs=3,
-            learning_rate=1e-12,
-        )
-    )
+    result = frozen_full_fine_tuning(tmp_path, tiny_model_dir, tiny_dataset_dir, num_train_epochs=3)
     assert result.metrics["epochs_trained"] == 3 and len(result.metrics["validation_curve"]) == 3
 
 
