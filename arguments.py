@@ -168,7 +168,7 @@ class TrainingConfig:
     )
     run_name: str | None = key(None, help="name of the run in the tracker")
     resume_from_checkpoint: bool | str | None = key(
-        None, help="true = continue from the last checkpoint in output_dir/checkpoints, or a checkpoint path"
+        None, help="true = continue from the newest complete checkpoint in output_dir/checkpoints, or a checkpoint path"
     )
     push_to_hub: bool = key(False, help="push the merged model to fine_tuned_model on the Hub")
     fine_tuned_model: str | None = key(None, help="Hub model id to push the merged model to")

@@ -190,14 +190,38 @@ def metrics_function(weights: list[float]):
     return compute
 
 
-def resume_target(cfg: TrainingConfig) -> bool | str | None:
-    """The checkpoint to resume from, or None; `true` needs a checkpoint to exist."""
+def complete_checkpoint(folder: str) -> bool:
+    """Trainer writes trainer_state.json last, so a checkpoint without it was cut off mid-save."""
+    return os.path.isfile(os.path.join(folder, "trainer_state.json"))
+
+
+def resume_target(cfg: TrainingConfig) -> str | None:
+    """The checkpoint to resume from, or None.
+
+    `true` takes the newest complete checkpoint in output_dir/checkpoints; a run killed while saving
+    leaves a newer, incomplete one, which Trainer's own choice (the highest step) would load and fail on.
+    """
     if cfg.resume_from_checkpoint is True:
         folder = os.path.join(cfg.output_dir, "checkpoints")
-        if not (os.path.isdir(folder) and any(n.startswith("checkpoint-") for n in os.listdir(folder))):
-            raise UserError(
-                f"resume_from_checkpoint is true but {folder} holds no checkpoint; set it to false to start a new run"
-            )
+        steps = {
+            int(name.split("-")[1]): os.path.join(folder, name)
+            for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+            if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
+        }
+        for step in sorted(steps, reverse=True):
+            if complete_checkpoint(steps[step]):
+                return steps[step]
+            logger.warning("Skipped %s: no trainer_state.json (the run stopped while saving it)", steps[step])
+        raise UserError(
+            f"resume_from_checkpoint is true but {folder} holds no complete checkpoint; "
+            "set it to false to start a new run"
+        )
+    if isinstance(cfg.resume_from_checkpoint, str) and not complete_checkpoint(cfg.resume_from_checkpoint):
+        raise UserError(
+            f"resume_from_checkpoint {cfg.resume_from_checkpoint!r} is not a complete checkpoint "
+            "(no trainer_state.json); give a checkpoint-<step> folder that a run finished saving, "
+            "or true for the newest complete one"
+        )
     return cfg.resume_from_checkpoint or None
 
 
@@ -332,8 +356,9 @@ def run_fine_tuning(
     if model_args.pooling == "mean":
         model = with_mean_pooling(model)
     collator = DataCollatorWithPadding(tokenizer)
+    resume = resume_target(train_cfg)
     warm_start = None
-    if train_cfg.head_warm_start == "logistic_regression" and resume_target(train_cfg) is None:
+    if train_cfg.head_warm_start == "logistic_regression" and resume is None:
         # Before LoRA wraps the model: PEFT copies the (warm) head into its modules_to_save.
         warm_start = warm_start_head(
             model,
@@ -360,7 +385,7 @@ def run_fine_tuning(
         head_learning_rate=train_cfg.head_learning_rate,
     )
     show_progress(trainer)
-    trainer.train(resume_from_checkpoint=resume_target(train_cfg))
+    trainer.train(resume_from_checkpoint=resume)
 
     scored = ("validation", "test") if score_test else ("validation",)
     probs = {

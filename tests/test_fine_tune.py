@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +26,14 @@ from conftest import ROOT, build_tiny_bert, tiny_config
 from errors import UserError
 from labels import EMOTIONS
 from modeling import apply_lora, load_base_model
-from training import build_loss, class_weights_for, prepare_tracking, run_fine_tuning, training_arguments
+from training import (
+    build_loss,
+    class_weights_for,
+    prepare_tracking,
+    resume_target,
+    run_fine_tuning,
+    training_arguments,
+)
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 
@@ -284,6 +293,9 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
             proc.send_signal(signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     assert os.listdir(out / "checkpoints") == ["checkpoint-1"] and not os.path.exists(out / "metrics.json")
+    # What a kill during the next save leaves: a newer checkpoint with the weights but no trainer state.
+    shutil.copytree(out / "checkpoints" / "checkpoint-1", out / "checkpoints" / "checkpoint-2")
+    os.remove(out / "checkpoints" / "checkpoint-2" / "trainer_state.json")
 
     steps = CountSteps()
     resumed = run_fine_tuning(
@@ -297,8 +309,25 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_model_dir, tiny_dataset_dir):
-    with pytest.raises(UserError, match="holds no checkpoint"):
+    with pytest.raises(UserError, match="holds no complete checkpoint"):
         run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path), resume_from_checkpoint=True))
+
+
+def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step, complete in ((5, True), (10, True), (15, False), (20, False)):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if complete:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoint-x").mkdir()
+    newest = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=True)
+    assert resume_target(newest) == str(folder / "checkpoint-10")
+    explicit = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=str(folder / "checkpoint-5"))
+    assert resume_target(explicit) == str(folder / "checkpoint-5")
+    cut_off = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=str(folder / "checkpoint-20"))
+    with pytest.raises(UserError, match="checkpoint-20' is not a complete checkpoint"):
+        resume_target(cut_off)
+    assert resume_target(SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=None)) is None
 
 
 def test_gradient_checkpointing_trains_lora_weights(tmp_path, tiny_model_dir, tiny_dataset_dir):
