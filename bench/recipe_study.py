@@ -10,12 +10,19 @@ bench/results/study.md.
 - `probe-*`: no fine-tuning; a logistic regression (balanced) on frozen features, the bar a LoRA
   run must at least reach: `pooler` is what BERT's classification head reads (the pooler on the
   [CLS] token), `mean` the mean over real tokens that this sentence encoder was trained to give.
+- `tfidf-*`: the TF-IDF + LR baseline (no neural model) trained on the rows a recipe would see, to
+  tell how much the amount of train data is worth before paying for it in fine-tuning:
+  `tfidf-16k-keep*` on 16,000 rows, `tfidf-keep*` on all rows, neutral kept at the given ratio.
 - `screen-*`: one epoch over 16,000 train rows (context 0, max_length 64, neutral rows kept at
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
   (full fine-tuning, cross entropy + balanced weights, lr 5e-5); `screen-ctx2-*` is the kept
   recipe with two turns of context (max_length 128).
 - `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
   split with early stopping), with seeds 42, 43 and 44; only these score the test split.
+- `scale-*`: args/cpu_best.json with one change, seed 42, against `final-seed42` on validation.
+  `scale-keep1`: every neutral row kept (76,052 rows instead of 29,284), as the TF-IDF baseline
+  is trained, for 1.5 epochs (the same number of optimiser steps as 4 epochs at a quarter, within
+  the hour), evaluated every third of the run.
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -99,7 +106,22 @@ CONFIGS: dict[str, dict] = {
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
     CPU_BEST = {k: v for k, v in json.load(_handle).items() if k != "output_dir"}
 FINAL: dict[str, dict] = {f"final-seed{seed}": {**CPU_BEST, "seed": seed} for seed in (42, 43, 44)}
+SCALE: dict[str, dict] = {
+    "scale-keep1": {
+        **CPU_BEST,
+        "seed": 42,
+        "neutral_keep_ratio": 1.0,
+        "num_train_epochs": 1.5,
+        "eval_strategy": "steps",
+        "eval_steps": 1189,  # 3,566 steps in all: evaluations at thirds, the last at the end
+    },
+}
 PROBES = ("pooler", "mean")
+TFIDF: dict[str, dict] = {
+    f"tfidf{'-16k' if rows else ''}-keep{keep}": {"rows": rows, "keep": keep}
+    for rows in (16000, None)
+    for keep in (0.25, 0.5, 1.0)
+}
 
 
 def result_path(name: str) -> str:
@@ -109,6 +131,20 @@ def result_path(name: str) -> str:
 def validation_row(probs: np.ndarray, labels: np.ndarray, prior: list[float]) -> dict:
     tau, _, _ = fit_tau(probs, labels, prior, "Macro_F1")
     return {"tau": tau, **classification_metrics(labels, decide(probs, "prior_corrected", tau, prior))}
+
+
+def run_tfidf(rows: int | None, keep: float) -> dict:
+    from baselines import fit_probabilities
+    from utils import prepare_splits
+
+    frames = prepare_splits(DATASET, ["train", "validation"], 0, keep, 42, max_rows={"train": rows}).splits
+    texts = {split: [" ".join(turns) for turns in frame["turns"]] for split, frame in frames.items()}
+    labels = frames["train"]["label"].to_numpy()
+    probs = fit_probabilities("tfidf", texts["train"], labels, {"validation": texts["validation"]})["validation"]
+    return {
+        "train_rows": len(labels),
+        "validation": validation_row(probs, frames["validation"]["label"].to_numpy(), train_prior(labels)),
+    }
 
 
 def run_probes() -> dict[str, dict]:
@@ -193,19 +229,22 @@ def run(name: str) -> None:
     if name.startswith("probe-"):
         for probe, row in run_probes().items():
             finish(probe, row, started)
+    elif name in TFIDF:
+        finish(name, run_tfidf(**TFIDF[name]), started)
     else:
-        finish(name, run_config(name, {**CONFIGS, **FINAL}[name], score_test=name in FINAL), started)
+        finish(name, run_config(name, {**CONFIGS, **FINAL, **SCALE}[name], score_test=name in FINAL), started)
 
 
 def report() -> str:
     rows, test_rows = [], []
-    for name in [f"probe-{p}" for p in PROBES] + list(CONFIGS) + list(FINAL):
+    for name in [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE):
         if os.path.isfile(result_path(name)):
             with open(result_path(name), encoding="utf-8") as handle:
                 row = json.load(handle)
-            minutes = row["wall_seconds"] / 60
+            seconds = row["wall_seconds"]
+            wall = f"{seconds} s" if seconds < 60 else f"{seconds / 60:.0f} min"
             tau = row.get("tau", row["validation"].get("tau"))
-            rows.append((f"{name} ({minutes:.0f} min, tau {tau:.2f})", row["validation"]))
+            rows.append((f"{name} ({wall}, tau {tau:.2f})", row["validation"]))
             if "test" in row:
                 test_rows.append((f"{name} (tau {row['tau']:.2f})", row["test"]))
     text = "## Validation (7,069 rows, prior_corrected, tau fitted on validation Macro_F1)\n\n"
@@ -227,7 +266,7 @@ def report() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [f"probe-{p}" for p in PROBES] + list(CONFIGS) + list(FINAL)
+    names = [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE)
     parser.add_argument("--only", nargs="*", choices=names, help="run only these configurations")
     parser.add_argument("--report_only", action="store_true", help="rebuild the table from saved results")
     args = parser.parse_args()
