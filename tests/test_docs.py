@@ -12,25 +12,25 @@ import arguments
 from conftest import ROOT
 
 
-def load_generator():
-    path = os.path.join(ROOT, "docs", "generate_configuration.py")
-    spec = importlib.util.spec_from_file_location("generate_configuration", path)
+def load_generator(name: str):
+    path = os.path.join(ROOT, "docs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_configuration_page_matches_the_dataclasses():
-    generator = load_generator()
+@pytest.mark.parametrize("name", ["generate_configuration", "generate_modules"])
+def test_generated_page_is_up_to_date(name):
+    generator = load_generator(name)
     with open(generator.PAGE, encoding="utf-8") as handle:
         committed = handle.read()
-    assert committed == generator.render(), (
-        "docs/configuration.md is stale: run `uv run python -m docs.generate_configuration`"
-    )
+    page = os.path.relpath(generator.PAGE, ROOT)
+    assert committed == generator.render(), f"{page} is stale: run `uv run python -m docs.{name}`"
 
 
 def test_configuration_page_has_a_row_for_every_key():
-    text = load_generator().render()
+    text = load_generator("generate_configuration").render()
     classes = [c for c in vars(arguments).values() if dataclasses.is_dataclass(c) and c.__module__ == "arguments"]
     assert len(classes) >= 5
     missing = [
@@ -39,23 +39,8 @@ def test_configuration_page_has_a_row_for_every_key():
     assert not missing, f"docs/configuration.md has no row for: {', '.join(missing)}"
 
 
-def load_modules_generator():
-    path = os.path.join(ROOT, "docs", "generate_modules.py")
-    spec = importlib.util.spec_from_file_location("generate_modules", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_modules_page_matches_the_docstrings():
-    generator = load_modules_generator()
-    with open(generator.PAGE, encoding="utf-8") as handle:
-        committed = handle.read()
-    assert committed == generator.render(), "docs/modules.md is stale: run `uv run python -m docs.generate_modules`"
-
-
 def test_modules_page_has_a_row_for_every_module():
-    text = load_modules_generator().render()
+    text = load_generator("generate_modules").render()
     modules = [n for n in os.listdir(ROOT) if n.endswith(".py")]
     modules += [os.path.join("sweep", n) for n in os.listdir(os.path.join(ROOT, "sweep")) if n.endswith(".py")]
     assert len(modules) > 30
@@ -63,7 +48,7 @@ def test_modules_page_has_a_row_for_every_module():
 
 
 def test_a_module_without_docstring_is_named(tmp_path, monkeypatch):
-    generator = load_modules_generator()
+    generator = load_generator("generate_modules")
     (tmp_path / "bare.py").write_text("x = 1\n")
     monkeypatch.setattr(generator, "ROOT", str(tmp_path))
     with pytest.raises(ValueError, match=r"bare\.py has no module docstring"):
