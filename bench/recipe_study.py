@@ -16,7 +16,8 @@ bench/results/study.md.
 - `screen-*`: one epoch over 16,000 train rows (context 0, max_length 64, neutral rows kept at
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
   (full fine-tuning, cross entropy + balanced weights, lr 5e-5); `screen-ctx2-*` is the kept
-  recipe with two turns of context (max_length 128).
+  recipe with two turns of context (max_length 128); `screen-mean-warm-headlr-*` the quickstart's
+  recipe with the encoder at lr 1e-4, or on 20,000 rows (what the quickstart's 10 minutes allow).
 - `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
   split with early stopping), with seeds 42, 43 and 44; only these score the test split.
 - `scale-*`: args/cpu_best.json with one change, seed 42, against `final-seed42` on validation.
@@ -92,6 +93,9 @@ CONFIGS: dict[str, dict] = {
     "screen-lora": {**SCREEN, **LORA},
     "screen-mean": {**SCREEN, **MEAN},
     "screen-lr1e-4": {**SCREEN, "learning_rate": 1e-4},
+    # The quickstart's recipe (screen-mean-warm-headlr) with one more change each, for the quickstart's goals.
+    "screen-mean-warm-headlr-lr1e-4": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3, "learning_rate": 1e-4},
+    "screen-mean-warm-headlr-20k": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3, "max_train_samples": 20000},
     # Context 2: the two previous turns before the current one, so inputs are about three times longer.
     "screen-ctx2-mean-warm-headlr": {
         **SCREEN,

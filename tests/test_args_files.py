@@ -33,7 +33,13 @@ def test_cpu_best_trains_on_the_whole_train_split_and_stops_early():
     assert train.early_stopping_patience == 1 and train.num_train_epochs == 4
 
 
-def test_reference_recipe_loads_and_stops_early():
-    _, model, _, train, passthrough = load("ep_fine_tune_arg.json")
+def test_reference_recipe_loads_stops_early_and_carries_over_the_study():
+    _, model, loss, train, passthrough = load("ep_fine_tune_arg.json")
     assert model.use_lora and train.early_stopping_patience == 2
     assert passthrough["optim"] == "paged_adamw_32bit"
+    assert (loss.loss, loss.class_weights) == ("cross_entropy", "balanced")
+    assert (train.metric_for_best_model, train.decision_rule, train.decision_metric) == (
+        "Macro_F1",
+        "prior_corrected",
+        "Macro_F1",
+    )

@@ -29,6 +29,7 @@ def test_reference_sweep_block_parses_unchanged_and_translates(monkeypatch):
     assert config["sweep_config"] == REFERENCE_SWEEP
     monkeypatch.chdir(ROOT)
     setup = load_sweep_config(["--json_file", "args/ep_sweep_arg.json"])
+    assert setup.base_values["loss"] == "focal"  # the block searches focal_gamma; the base recipe is cross entropy
     space = setup.space
     assert (space.method, space.metric, space.goal) == ("bayes", "Balanced_Accuracy", "maximize")
     assert space.direction == "maximize"
