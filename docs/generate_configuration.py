@@ -18,7 +18,7 @@ PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configuration.m
 SCRIPTS = {
     "ep_fine_tune.py": (
         FINE_TUNE_CLASSES,
-        "Any other `transformers.TrainingArguments` key (`fp16`, `optim`, `gradient_checkpointing`, "
+        "Any other `transformers.TrainingArguments` key (`fp16`, `optim`, `activation_checkpointing`, "
         "`logging_steps`, ...) is passed through as is.",
     ),
     "ep_evaluate.py": ((EvaluateArguments,), ""),

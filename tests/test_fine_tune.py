@@ -330,12 +330,18 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     assert resume_target(SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=None)) is None
 
 
-def test_gradient_checkpointing_trains_lora_weights(tmp_path, tiny_model_dir, tiny_dataset_dir):
+@pytest.mark.parametrize(
+    "name",
+    [
+        "activation_checkpointing",
+        # transformers' deprecated alias, still accepted; its FutureWarning is the expected outcome here.
+        pytest.param("gradient_checkpointing", marks=pytest.mark.filterwarnings("ignore::FutureWarning")),
+    ],
+)
+def test_activation_checkpointing_trains_lora_weights(name, tmp_path, tiny_model_dir, tiny_dataset_dir):
     out = str(tmp_path / "gc")
-    run_fine_tuning(
-        *tiny_config(tiny_model_dir, tiny_dataset_dir, out, gradient_checkpointing=True, max_steps=2, lora_dropout=0.0)
-    )
-    from safetensors.torch import load_file
+    settings = {name: True, "max_steps": 2, "lora_dropout": 0.0}
+    run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, out, **settings))
 
     weights = load_file(os.path.join(out, "adapter", "adapter_model.safetensors"))
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
