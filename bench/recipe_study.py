@@ -17,13 +17,14 @@ bench/results/study.md.
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
   (full fine-tuning, cross entropy + balanced weights, lr 5e-5); `screen-ctx2-*` is the kept
   recipe with two turns of context (max_length 128); `screen-mean-warm-headlr-*` the quickstart's
-  recipe with the encoder at lr 1e-4, or on 20,000 rows (what the quickstart's 10 minutes allow).
+  recipe with the encoder at lr 1e-4, on 20,000 rows (what the quickstart's 10 minutes allow), or both.
 - `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
   split with early stopping), with seeds 42, 43 and 44; only these score the test split.
 - `scale-*`: args/cpu_best.json with one change, seed 42, against `final-seed42` on validation.
   `scale-keep1`: every neutral row kept (76,052 rows instead of 29,284), as the TF-IDF baseline
   is trained, for 1.5 epochs (the same number of optimiser steps as 4 epochs at a quarter, within
-  the hour), evaluated every third of the run.
+  the hour), evaluated every third of the run; `scale-keep1-sqrtw` the same with the square roots
+  of the balanced class weights (balanced weights reach 88 for fear on all rows).
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -96,6 +97,14 @@ CONFIGS: dict[str, dict] = {
     # The quickstart's recipe (screen-mean-warm-headlr) with one more change each, for the quickstart's goals.
     "screen-mean-warm-headlr-lr1e-4": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3, "learning_rate": 1e-4},
     "screen-mean-warm-headlr-20k": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3, "max_train_samples": 20000},
+    "screen-mean-warm-headlr-lr1e-4-20k": {
+        **SCREEN,
+        **MEAN,
+        **WARM,
+        "head_learning_rate": 1e-3,
+        "learning_rate": 1e-4,
+        "max_train_samples": 20000,
+    },
     # Context 2: the two previous turns before the current one, so inputs are about three times longer.
     "screen-ctx2-mean-warm-headlr": {
         **SCREEN,
@@ -110,15 +119,19 @@ CONFIGS: dict[str, dict] = {
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
     CPU_BEST = {k: v for k, v in json.load(_handle).items() if k != "output_dir"}
 FINAL: dict[str, dict] = {f"final-seed{seed}": {**CPU_BEST, "seed": seed} for seed in (42, 43, 44)}
+KEEP_ALL = {
+    **CPU_BEST,
+    "seed": 42,
+    "neutral_keep_ratio": 1.0,
+    "num_train_epochs": 1.5,
+    "eval_strategy": "steps",
+    "eval_steps": 1189,  # 3,566 steps in all: evaluations at thirds, the last at the end
+}
+# The square roots of the balanced weights of all 76,052 train rows (neutral ... surprise).
+SQRT_BALANCED_ALL_ROWS = [0.417, 3.965, 6.632, 9.398, 1.029, 3.520, 2.688]
 SCALE: dict[str, dict] = {
-    "scale-keep1": {
-        **CPU_BEST,
-        "seed": 42,
-        "neutral_keep_ratio": 1.0,
-        "num_train_epochs": 1.5,
-        "eval_strategy": "steps",
-        "eval_steps": 1189,  # 3,566 steps in all: evaluations at thirds, the last at the end
-    },
+    "scale-keep1": KEEP_ALL,
+    "scale-keep1-sqrtw": {**KEEP_ALL, "class_weights": SQRT_BALANCED_ALL_ROWS},
 }
 PROBES = ("pooler", "mean")
 TFIDF: dict[str, dict] = {
