@@ -84,10 +84,11 @@ SCREEN = {"max_train_samples": 16000, "num_train_epochs": 1}
 WARM = {"head_warm_start": "logistic_regression"}
 LORA = {"use_lora": True, "lora_rank": 16, "lora_alpha": 16, "lora_dropout": 0.1, "learning_rate": 5e-4}
 MEAN = {"pooling": "mean"}
+KEPT = {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3}  # the screening's pick: the quickstart's recipe
 # In the order they run: the control first, then the levers most likely to matter.
 CONFIGS: dict[str, dict] = {
     "screen-control": {**SCREEN},
-    "screen-mean-warm-headlr": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3},
+    "screen-mean-warm-headlr": KEPT,
     "screen-warm-headlr": {**SCREEN, **WARM, "head_learning_rate": 1e-3},
     "screen-lora-mean-warm-headlr": {**SCREEN, **LORA, **MEAN, **WARM, "head_learning_rate": 1e-3},
     "screen-lora-warm-headlr": {**SCREEN, **LORA, **WARM, "head_learning_rate": 1e-3},
@@ -95,25 +96,11 @@ CONFIGS: dict[str, dict] = {
     "screen-mean": {**SCREEN, **MEAN},
     "screen-lr1e-4": {**SCREEN, "learning_rate": 1e-4},
     # The quickstart's recipe (screen-mean-warm-headlr) with one more change each, for the quickstart's goals.
-    "screen-mean-warm-headlr-lr1e-4": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3, "learning_rate": 1e-4},
-    "screen-mean-warm-headlr-20k": {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3, "max_train_samples": 20000},
-    "screen-mean-warm-headlr-lr1e-4-20k": {
-        **SCREEN,
-        **MEAN,
-        **WARM,
-        "head_learning_rate": 1e-3,
-        "learning_rate": 1e-4,
-        "max_train_samples": 20000,
-    },
+    "screen-mean-warm-headlr-lr1e-4": {**KEPT, "learning_rate": 1e-4},
+    "screen-mean-warm-headlr-20k": {**KEPT, "max_train_samples": 20000},
+    "screen-mean-warm-headlr-lr1e-4-20k": {**KEPT, "learning_rate": 1e-4, "max_train_samples": 20000},
     # Context 2: the two previous turns before the current one, so inputs are about three times longer.
-    "screen-ctx2-mean-warm-headlr": {
-        **SCREEN,
-        **MEAN,
-        **WARM,
-        "head_learning_rate": 1e-3,
-        "context_turns": 2,
-        "max_length": 128,
-    },
+    "screen-ctx2-mean-warm-headlr": {**KEPT, "context_turns": 2, "max_length": 128},
 }
 # The configuration picked on validation from the screening, at full scale: args/cpu_best.json, seed by seed.
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
