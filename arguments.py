@@ -36,6 +36,11 @@ class DataArguments:
         help="fraction of neutral train rows kept (0, 1]; validation and test are never downsampled",
         check=in_range(0, 1, low_open=True),
     )
+    resample_neutral_each_epoch: bool = key(
+        False,
+        help="with neutral_keep_ratio < 1: each epoch keeps a different share of the neutral rows "
+        "(disjoint shares in turn, so 1 / ratio epochs see every neutral row once) instead of the same share",
+    )
     max_train_samples: int | None = key(
         None, help="use at most this many train rows (random, by seed)", check=in_range(1)
     )
@@ -45,6 +50,18 @@ class DataArguments:
     data_cache_dir: str | None = key(
         "~/.cache/emotion_predictor/tokenized", help="folder for tokenized splits (null = no cache)"
     )
+
+    def __post_init__(self) -> None:
+        if self.resample_neutral_each_epoch and self.neutral_keep_ratio >= 1:
+            raise ValueError(
+                "resample_neutral_each_epoch is true but neutral_keep_ratio is 1 (every neutral row is kept): "
+                "set neutral_keep_ratio below 1 or drop resample_neutral_each_epoch"
+            )
+        if self.resample_neutral_each_epoch and self.max_train_samples is not None:
+            raise ValueError(
+                "resample_neutral_each_epoch draws from the whole train split, so max_train_samples cannot "
+                "apply; drop one of the two keys"
+            )
 
 
 @dataclass

@@ -15,6 +15,20 @@ import torch
 from torch.utils.data import Sampler
 
 
+def length_bucket_order(lengths: Sequence[int], batch_size: int) -> list[int]:
+    """Positions in `lengths` that form length-sorted batches of `batch_size`, the batches in random
+    order, from torch's global generator."""
+    lengths = torch.as_tensor(list(lengths), dtype=torch.float64)
+    tie_break = torch.rand(len(lengths), dtype=torch.float64)
+    by_length = torch.argsort(lengths + tie_break)
+    # The DataLoader cuts this stream every batch_size rows, so the one short batch must come
+    # last; it takes the shortest rows, which pad least.
+    short = len(by_length) % batch_size
+    batches = list(torch.split(by_length[short:], batch_size))
+    order = [row for position in torch.randperm(len(batches)).tolist() for row in batches[position].tolist()]
+    return order + by_length[:short].tolist()
+
+
 class LengthBucketSampler(Sampler[int]):
     """Row indices that form length-sorted batches of `batch_size`, the batches in random order.
 
@@ -25,19 +39,11 @@ class LengthBucketSampler(Sampler[int]):
     def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.lengths = torch.as_tensor(list(lengths), dtype=torch.float64)
+        self.lengths = list(lengths)
         self.batch_size = batch_size
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def __iter__(self) -> Iterator[int]:
-        tie_break = torch.rand(len(self.lengths), dtype=torch.float64)
-        by_length = torch.argsort(self.lengths + tie_break)
-        # The DataLoader cuts this stream every batch_size rows, so the one short batch must come
-        # last; it takes the shortest rows, which pad least.
-        short = len(by_length) % self.batch_size
-        batches = list(torch.split(by_length[short:], self.batch_size))
-        for position in torch.randperm(len(batches)).tolist():
-            yield from batches[position].tolist()
-        yield from by_length[:short].tolist()
+        yield from length_bucket_order(self.lengths, self.batch_size)

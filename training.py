@@ -28,9 +28,10 @@ from labels import EMOTIONS, NUM_LABELS
 from length_bucketing import LengthBucketSampler
 from metrics import balanced_class_weights, classification_metrics, format_report
 from modeling import apply_lora, load_base_model, load_tokenizer, save_model, with_mean_pooling
+from neutral_rotation import NeutralRotation, NeutralRotationSampler
 from output_files import write_json, write_text
 from progress import show_progress
-from utils import default_separator, format_stats_table, prepare_splits, tokenize_split
+from utils import class_counts, default_separator, format_stats_table, prepare_splits, tokenize_split
 from wandb_access import wandb_unavailable_reason
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,18 @@ class WeightedLossTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args: Any, loss_fn: FocalLoss, head_learning_rate: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        loss_fn: FocalLoss,
+        head_learning_rate: float | None = None,
+        rotation: NeutralRotation | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
         self.head_learning_rate = head_learning_rate
+        self.rotation = rotation
         # Makes Trainer count `num_items_in_batch` across accumulated micro-batches for us.
         self.model_accepts_loss_kwargs = True
 
@@ -79,15 +88,20 @@ class WeightedLossTrainer(Trainer):
         return optimizer
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        if self.args.train_sampling_strategy != "group_by_length":
+        grouped = self.args.train_sampling_strategy == "group_by_length"
+        if not grouped and self.rotation is None:
             return super()._get_train_sampler(train_dataset)
-        # Trainer hands us a copy without the columns the model does not take ("length" among
-        # them); it keeps every row in place, so the original's lengths still index it.
-        source = self.train_dataset
-        if "length" in getattr(source, "column_names", ()):
-            lengths = source["length"]
-        else:
-            lengths = [len(ids) for ids in (train_dataset if train_dataset is not None else source)["input_ids"]]
+        lengths = None
+        if grouped:
+            # Trainer hands us a copy without the columns the model does not take ("length" among
+            # them); it keeps every row in place, so the original's lengths still index it.
+            source = self.train_dataset
+            if "length" in getattr(source, "column_names", ()):
+                lengths = source["length"]
+            else:
+                lengths = [len(ids) for ids in (train_dataset if train_dataset is not None else source)["input_ids"]]
+        if self.rotation is not None:
+            return NeutralRotationSampler(self.rotation, lengths, self.args.train_batch_size)
         return LengthBucketSampler(lengths, self.args.train_batch_size)
 
     def compute_loss(
@@ -319,14 +333,26 @@ def run_fine_tuning(
         data_args.max_length, getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length
     )
 
+    rotating = data_args.resample_neutral_each_epoch
     data = prepare_splits(
         data_args.dataset,
         context_turns=data_args.context_turns,
-        neutral_keep_ratio=data_args.neutral_keep_ratio,
+        neutral_keep_ratio=1.0 if rotating else data_args.neutral_keep_ratio,
         seed=train_cfg.seed,
         dataset_config=data_args.dataset_config,
         max_rows={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples},
     )
+    # The Trainer draws from every train row; weights, prior and warm start see one epoch's rows.
+    all_train, rotation = data.splits["train"], None
+    if rotating:
+        rotation = NeutralRotation(all_train["label"].to_numpy(), data_args.neutral_keep_ratio, train_cfg.seed)
+        data.splits["train"] = all_train.iloc[rotation.epoch_indices(0)].reset_index(drop=True)
+        data.stats["splits"]["train"].update(
+            neutral_keep_ratio=data_args.neutral_keep_ratio,
+            resample_neutral_each_epoch=True,
+            rows_per_epoch=len(rotation),
+            counts_per_epoch=class_counts(data.splits["train"]["label"]),
+        )
     if main_process:
         # Written once the data has passed its checks: a bad dataset leaves no run behind.
         write_json(
@@ -344,8 +370,9 @@ def run_fine_tuning(
         print(format_stats_table(data.stats))
     tokenized = {
         split: tokenize_split(frame, tokenizer, separator, max_length, data_args.data_cache_dir)
-        for split, frame in data.splits.items()
+        for split, frame in {**data.splits, "train": all_train}.items()
     }
+    epoch_rows = tokenized["train"] if rotation is None else tokenized["train"].select(rotation.epoch_indices(0))
     if prepare_only:
         return FineTuneResult(out, {})
 
@@ -365,7 +392,7 @@ def run_fine_tuning(
         # Before LoRA wraps the model: PEFT copies the (warm) head into its modules_to_save.
         warm_start = warm_start_head(
             model,
-            tokenized["train"],
+            epoch_rows,
             data.splits["train"]["label"].to_numpy(),
             weights,
             collator,
@@ -386,6 +413,7 @@ def run_fine_tuning(
         callbacks=callbacks,
         loss_fn=build_loss(loss_args, weights),
         head_learning_rate=train_cfg.head_learning_rate,
+        rotation=rotation,
     )
     show_progress(trainer)
     trainer.train(resume_from_checkpoint=resume)

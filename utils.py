@@ -173,7 +173,12 @@ def format_stats_table(stats: dict[str, Any]) -> str:
     """A short plain-text table of the rows used per split and class."""
     rows = [["split", "rows", *(name[:9] for name in EMOTIONS)]]
     for split, entry in stats["splits"].items():
-        counts = entry.get("counts_used") or entry.get("counts_after_downsampling") or entry["counts"]
+        counts = (
+            entry.get("counts_used")
+            or entry.get("counts_per_epoch")
+            or entry.get("counts_after_downsampling")
+            or entry["counts"]
+        )
         rows.append([split, sum(counts.values()), *(counts[n] for n in EMOTIONS)])
     return text_table(rows, [11, 8] + [10] * len(EMOTIONS))
 

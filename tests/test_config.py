@@ -66,6 +66,14 @@ def test_command_line_overrides_json(tmp_path):
         ({**BASE, "class_weights": [1, 2]}, "a list must hold 7 numbers"),
         ({**BASE, "fp16": "maybe"}, "'fp16' has value \"maybe\": expected true or false"),
         ({**BASE, "resume_from_checkpoint": "/no/such/checkpoint"}, "no such folder"),
+        (
+            {**BASE, "resample_neutral_each_epoch": True},
+            "resample_neutral_each_epoch is true but neutral_keep_ratio is 1",
+        ),
+        (
+            {**BASE, "resample_neutral_each_epoch": True, "neutral_keep_ratio": 0.5, "max_train_samples": 9},
+            "max_train_samples cannot apply; drop one of the two keys",
+        ),
         ({**BASE, "lerning_rate": 0.1}, "unknown key 'lerning_rate'; did you mean 'learning_rate'?"),
         ({**BASE, "neutral_keep_ration": 0.5}, "did you mean 'neutral_keep_ratio'?"),
         ({"dataset": "d", "output_dir": "o"}, "missing required key 'model_name_or_path'"),
