@@ -343,10 +343,11 @@ def run_fine_tuning(
         max_rows={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples},
     )
     # The Trainer draws from every train row; weights, prior and warm start see one epoch's rows.
-    all_train, rotation = data.splits["train"], None
+    all_train, rotation, first_epoch = data.splits["train"], None, None
     if rotating:
         rotation = NeutralRotation(all_train["label"].to_numpy(), data_args.neutral_keep_ratio, train_cfg.seed)
-        data.splits["train"] = all_train.iloc[rotation.epoch_indices(0)].reset_index(drop=True)
+        first_epoch = rotation.epoch_indices(0)
+        data.splits["train"] = all_train.iloc[first_epoch].reset_index(drop=True)
         data.stats["splits"]["train"].update(
             neutral_keep_ratio=data_args.neutral_keep_ratio,
             resample_neutral_each_epoch=True,
@@ -372,7 +373,7 @@ def run_fine_tuning(
         split: tokenize_split(frame, tokenizer, separator, max_length, data_args.data_cache_dir)
         for split, frame in {**data.splits, "train": all_train}.items()
     }
-    epoch_rows = tokenized["train"] if rotation is None else tokenized["train"].select(rotation.epoch_indices(0))
+    epoch_rows = tokenized["train"] if first_epoch is None else tokenized["train"].select(first_epoch)
     if prepare_only:
         return FineTuneResult(out, {})
 
