@@ -105,6 +105,12 @@ class LossArguments:
     focal_gamma: float = key(
         8.0, help="focal loss focusing parameter gamma (0 = weighted cross entropy)", check=in_range(0)
     )
+    current_emotion_loss_weight: float = key(
+        0.0,
+        help="weight of an auxiliary loss for recognising the current utterance's emotion, added to the "
+        "forecasting loss during training (0 = off; needs a source that labels every utterance)",
+        check=in_range(0),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.class_weights, list) and (

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback
 
 from arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
 from classification_head import split_head_param_groups, warm_start_head
+from current_emotion_task import COLUMN, CurrentEmotionTask, current_emotion_loss, require_current_emotions
 from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
-from errors import UserError, first_line
 from focal_loss import FocalLoss
 from hub import hub_load_error
 from inference import Classifier, predict_proba
@@ -31,11 +31,10 @@ from modeling import apply_lora, load_base_model, load_tokenizer, save_model, wi
 from neutral_rotation import NeutralRotation, NeutralRotationSampler
 from output_files import write_json, write_text
 from progress import show_progress
+from trainer_settings import resume_target, training_arguments
 from utils import class_counts, default_separator, format_stats_table, prepare_splits, tokenize_split
-from wandb_access import wandb_unavailable_reason
 
 logger = logging.getLogger(__name__)
-GPU_ONLY_OPTIMIZER_MARKERS = ("paged", "8bit", "bnb")
 
 
 def class_weights_for(loss_args: LossArguments, train_labels: np.ndarray) -> list[float]:
@@ -70,12 +69,14 @@ class WeightedLossTrainer(Trainer):
         loss_fn: FocalLoss,
         head_learning_rate: float | None = None,
         rotation: NeutralRotation | None = None,
+        current_emotion: CurrentEmotionTask | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
         self.head_learning_rate = head_learning_rate
         self.rotation = rotation
+        self.current_emotion = current_emotion
         # Makes Trainer count `num_items_in_batch` across accumulated micro-batches for us.
         self.model_accepts_loss_kwargs = True
 
@@ -86,6 +87,12 @@ class WeightedLossTrainer(Trainer):
             moved = split_head_param_groups(optimizer, self.model, self.head_learning_rate)
             logger.info("Head learning rate %g for %d parameter tensors", self.head_learning_rate, moved)
         return optimizer
+
+    def _set_signature_columns_if_needed(self) -> None:
+        # The model's forward does not take the current emotions; compute_loss does.
+        super()._set_signature_columns_if_needed()
+        if self.current_emotion is not None and COLUMN not in self._signature_columns:
+            self._signature_columns.append(COLUMN)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         grouped = self.args.train_sampling_strategy == "group_by_length"
@@ -112,8 +119,11 @@ class WeightedLossTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         labels = inputs.pop("labels")
+        current = inputs.pop(COLUMN, None)  # train batches only: evaluation stays the plain forecast
         outputs = model(**inputs)
         total = self.loss_fn(outputs.logits, labels)
+        if current is not None:
+            total = total + self.current_emotion.loss_sum(current)
         count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
         loss = total / count
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -124,122 +134,12 @@ class WeightedLossTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def adapt_to_hardware(settings: dict[str, Any]) -> dict[str, Any]:
-    """On a machine without CUDA, swap fp16/bf16 and GPU-only optimizers for float32 + adamw_torch."""
-    if torch.cuda.is_available():
-        return settings
-    changed = []
-    for flag in ("fp16", "bf16"):
-        if settings.get(flag):
-            settings[flag] = False
-            changed.append(f"{flag} -> float32")
-    optim = str(settings.get("optim", ""))
-    if any(marker in optim for marker in GPU_ONLY_OPTIMIZER_MARKERS):
-        settings["optim"] = "adamw_torch"
-        changed.append(f"optim {optim} -> adamw_torch")
-    settings["dataloader_pin_memory"] = False
-    if changed:
-        logger.warning("No CUDA device: %s", ", ".join(changed))
-    return settings
-
-
-def prepare_tracking(report_to: list[str]) -> list[str]:
-    """Trackers to use; wandb goes offline by itself when it has no credentials or no network."""
-    report_to = [r for r in report_to if r != "none"]
-    if "wandb" in report_to and os.environ.get("WANDB_MODE", "").lower() not in ("offline", "disabled", "dryrun"):
-        reason = wandb_unavailable_reason()
-        if reason:
-            os.environ["WANDB_MODE"] = "offline"
-            logger.warning(
-                f"wandb: {reason}, logging offline to ./wandb; upload later with "
-                "`uv run wandb sync wandb/offline-run-*` after `uv run wandb login`"
-            )
-    return report_to or ["none"]
-
-
-def training_arguments(cfg: TrainingConfig, passthrough: dict[str, Any]) -> TrainingArguments:
-    """TrainingArguments from our keys (reference names) plus any pass-through keys."""
-    settings: dict[str, Any] = {
-        "output_dir": os.path.join(cfg.output_dir, "checkpoints"),
-        "per_device_train_batch_size": cfg.batch_size,
-        "per_device_eval_batch_size": cfg.eval_batch_size or 2 * cfg.batch_size,
-        "num_train_epochs": cfg.num_train_epochs,
-        "max_steps": cfg.max_steps,
-        "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": cfg.lr_scheduler_type,
-        "weight_decay": cfg.weight_decay,
-        "warmup_steps": cfg.warmup_ratio,
-        "max_grad_norm": cfg.max_grad_norm,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
-        "eval_strategy": cfg.eval_strategy,
-        "save_strategy": cfg.eval_strategy,
-        "eval_steps": cfg.eval_steps,
-        "save_steps": cfg.eval_steps,
-        "load_best_model_at_end": True,
-        "metric_for_best_model": cfg.metric_for_best_model,
-        "greater_is_better": cfg.metric_for_best_model != "loss",
-        "save_total_limit": 2,
-        "seed": cfg.seed,
-        "report_to": prepare_tracking(cfg.report_to),
-        "run_name": cfg.run_name,
-        "logging_steps": 50,
-        "optim": "adamw_torch",
-    }
-    settings.update(passthrough)
-    # gradient_checkpointing is transformers' deprecated alias of activation_checkpointing; users may give either.
-    for name in ("activation_checkpointing", "gradient_checkpointing"):
-        if settings.get(name):
-            # Re-entrant checkpointing loses gradients when the frozen embeddings need none (LoRA).
-            settings.setdefault(f"{name}_kwargs", {"use_reentrant": False})
-            break
-    try:
-        return TrainingArguments(**adapt_to_hardware(settings))
-    except (ValueError, TypeError) as err:
-        raise UserError(f"invalid training setting: {first_line(err)}") from None
-
-
 def metrics_function(weights: list[float]):
     def compute(prediction: Any) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), weights)
 
     return compute
-
-
-def complete_checkpoint(folder: str) -> bool:
-    """Trainer writes trainer_state.json last, so a checkpoint without it was cut off mid-save."""
-    return os.path.isfile(os.path.join(folder, "trainer_state.json"))
-
-
-def resume_target(cfg: TrainingConfig) -> str | None:
-    """The checkpoint to resume from, or None.
-
-    `true` takes the newest complete checkpoint in output_dir/checkpoints; a run killed while saving
-    leaves a newer, incomplete one, which Trainer's own choice (the highest step) would load and fail on.
-    """
-    if cfg.resume_from_checkpoint is True:
-        folder = os.path.join(cfg.output_dir, "checkpoints")
-        steps = {
-            int(name.split("-")[1]): os.path.join(folder, name)
-            for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-            if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
-        }
-        for step in sorted(steps, reverse=True):
-            if complete_checkpoint(steps[step]):
-                return steps[step]
-            logger.warning("Skipped %s: no trainer_state.json (the run stopped while saving it)", steps[step])
-        raise UserError(
-            f"resume_from_checkpoint is true but {folder} holds no complete checkpoint; "
-            "set it to false to start a new run"
-        )
-    if isinstance(cfg.resume_from_checkpoint, str) and not complete_checkpoint(cfg.resume_from_checkpoint):
-        raise UserError(
-            f"resume_from_checkpoint {cfg.resume_from_checkpoint!r} is not a complete checkpoint "
-            "(no trainer_state.json); give a checkpoint-<step> folder that a run finished saving, "
-            "or true for the newest complete one"
-        )
-    return cfg.resume_from_checkpoint or None
 
 
 def probabilities(
@@ -344,6 +244,8 @@ def run_fine_tuning(
     )
     # The Trainer draws from every train row; weights, prior and warm start see one epoch's rows.
     all_train, rotation, first_epoch = data.splits["train"], None, None
+    if loss_args.current_emotion_loss_weight > 0:
+        require_current_emotions(all_train, loss_args.current_emotion_loss_weight, data_args.dataset)
     if rotating:
         rotation = NeutralRotation(all_train["label"].to_numpy(), data_args.neutral_keep_ratio, train_cfg.seed)
         first_epoch = rotation.epoch_indices(0)
@@ -399,8 +301,19 @@ def run_fine_tuning(
             collator,
             args.per_device_eval_batch_size,
         )
+    current_emotion = None
+    if loss_args.current_emotion_loss_weight > 0:
+        tokenized["train"] = tokenized["train"].add_column(COLUMN, all_train["current_label"].tolist())
+        epoch_current = data.splits["train"]["current_label"].to_numpy()
+        current_emotion = CurrentEmotionTask(
+            model,
+            loss_args.current_emotion_loss_weight,
+            current_emotion_loss(build_loss(loss_args, weights), loss_args.class_weights, epoch_current),
+        )
     if model_args.use_lora:
         model = apply_lora(model, model_args)
+    if current_emotion is not None:
+        current_emotion.watch(model)
     if train_cfg.early_stopping_patience is not None:
         callbacks = [*(callbacks or []), EarlyStoppingCallback(train_cfg.early_stopping_patience)]
     trainer = WeightedLossTrainer(
@@ -415,9 +328,12 @@ def run_fine_tuning(
         loss_fn=build_loss(loss_args, weights),
         head_learning_rate=train_cfg.head_learning_rate,
         rotation=rotation,
+        current_emotion=current_emotion,
     )
     show_progress(trainer)
     trainer.train(resume_from_checkpoint=resume)
+    if current_emotion is not None:
+        current_emotion.detach(trainer.model)
 
     scored = ("validation", "test") if score_test else ("validation",)
     probs = {

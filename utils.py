@@ -8,8 +8,9 @@ interleaved).
 
 After `prepare_splits`, each split is a DataFrame with one row per example: `dialog_id`, `turn`
 (index of the current utterance in its dialogue), `turns` (the context utterances followed by
-the current one, oldest first), `text` (the current utterance) and `label` (the emotion of the
-next utterance, 0..6 in `labels.EMOTIONS` order).
+the current one, oldest first), `text` (the current utterance), `label` (the emotion of the
+next utterance, 0..6 in `labels.EMOTIONS` order) and `current_label` (the emotion of the current
+utterance, or `UNKNOWN_EMOTION` in the shifted layout, which does not carry it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from errors import UserError
 from labels import EMOTIONS, NUM_LABELS
 from tables import text_table
 
+UNKNOWN_EMOTION = -1  # `current_label` of rows whose source gives only the next turn's emotion
 TOKENIZATION_VERSION = 1  # bump when the tokenized-cache format or input building changes
 
 
@@ -76,6 +78,7 @@ def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0) -> pd.D
             "turns": turns,
             "text": text[keep],
             "label": emotion[keep + 1].astype(np.int64),
+            "current_label": emotion[keep].astype(np.int64),
         }
     )
 
@@ -96,6 +99,7 @@ def normalise_split(split: CheckedSplit, context_turns: int) -> pd.DataFrame:
                 "turns": [[t] for t in frame["text"]],
                 "text": frame["text"].to_numpy(dtype=object),
                 "label": frame["label"].to_numpy(dtype=np.int64),
+                "current_label": np.full(len(frame), UNKNOWN_EMOTION, dtype=np.int64),
             }
         )
     return shift_to_next_turn(order_utterances(frame), context_turns)

@@ -17,7 +17,9 @@ bench/results/study.md.
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
   (full fine-tuning, cross entropy + balanced weights, lr 5e-5); `screen-ctx2-*` is the kept
   recipe with two turns of context (max_length 128); `screen-mean-warm-headlr-*` the quickstart's
-  recipe with the encoder at lr 1e-4, on 20,000 rows (what the quickstart's 10 minutes allow), or both.
+  recipe with the encoder at lr 1e-4, on 20,000 rows (what the quickstart's 10 minutes allow), or both;
+  `screen-current*` the quickstart's recipe with the auxiliary current-emotion loss
+  (`current_emotion_loss_weight` 0.5 or 1).
 - `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
   split with early stopping), with seeds 42, 43 and 44; only these score the test split.
 - `scale-*`: args/cpu_best.json with one change, seed 42, against `final-seed42` on validation.
@@ -29,7 +31,10 @@ bench/results/study.md.
   were still improving at epoch 4); `scale-rotate` a different quarter of the neutral rows in each
   of the four epochs (`resample_neutral_each_epoch`), so the run sees every neutral row once at the
   same cost: a quarter of the test rows occur verbatim in train, and on those TF-IDF, trained on
-  every row, is far ahead.
+  every row, is far ahead; `scale-current1` the auxiliary current-emotion loss (weight 1);
+  `scale-current1-lr1e-4` the two levers that screened a little above the
+  quickstart's recipe, together: the auxiliary current-emotion loss (weight 1) and the encoder at
+  lr 1e-4.
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -106,6 +111,9 @@ CONFIGS: dict[str, dict] = {
     "screen-mean-warm-headlr-lr1e-4-20k": {**KEPT, "learning_rate": 1e-4, "max_train_samples": 20000},
     # Context 2: the two previous turns before the current one, so inputs are about three times longer.
     "screen-ctx2-mean-warm-headlr": {**KEPT, "context_turns": 2, "max_length": 128},
+    # The auxiliary current-emotion task (`current_emotion_loss_weight`) on the quickstart's recipe.
+    "screen-current0.5": {**KEPT, "current_emotion_loss_weight": 0.5},
+    "screen-current1": {**KEPT, "current_emotion_loss_weight": 1.0},
 }
 # The configuration picked on validation from the screening, at full scale: args/cpu_best.json, seed by seed.
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
@@ -126,6 +134,9 @@ SCALE: dict[str, dict] = {
     "scale-keep1-sqrtw": {**KEEP_ALL, "class_weights": SQRT_BALANCED_ALL_ROWS},
     "scale-6epochs": {**CPU_BEST, "seed": 42, "num_train_epochs": 6, "early_stopping_patience": 2},
     "scale-rotate": {**CPU_BEST, "seed": 42, "resample_neutral_each_epoch": True},
+    "scale-current1": {**CPU_BEST, "seed": 42, "current_emotion_loss_weight": 1.0},
+    # The two levers a little above the quickstart recipe in the screening, together.
+    "scale-current1-lr1e-4": {**CPU_BEST, "seed": 42, "current_emotion_loss_weight": 1.0, "learning_rate": 1e-4},
 }
 PROBES = ("pooler", "mean")
 TFIDF: dict[str, dict] = {

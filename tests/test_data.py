@@ -14,6 +14,7 @@ from conftest import REAL_DATA, build_tokenizer, requires_real_data, write_jsonl
 from data_sources import check_table, load_source
 from errors import UserError
 from utils import (
+    UNKNOWN_EMOTION,
     encode_turns,
     order_utterances,
     prepare_splits,
@@ -71,10 +72,10 @@ def utterance_table(rows):
 def test_shift_never_crosses_dialogues_when_rows_are_interleaved():
     table = utterance_table([(7, "a0", 0), (3, "b0", 1), (7, "a1", 4), (3, "b1", 5), (7, "a2", 6), (9, "c0", 2)])
     shifted = shift_to_next_turn(order_utterances(table), context_turns=3)
-    assert shifted[["dialog_id", "turn", "text", "label"]].values.tolist() == [
-        [3, 0, "b0", 5],
-        [7, 0, "a0", 4],
-        [7, 1, "a1", 6],
+    assert shifted[["dialog_id", "turn", "text", "label", "current_label"]].values.tolist() == [
+        [3, 0, "b0", 5, 1],
+        [7, 0, "a0", 4, 0],
+        [7, 1, "a1", 6, 4],
     ]
     assert shifted["turns"].tolist() == [["b0"], ["a0"], ["a0", "a1"]]
 
@@ -124,6 +125,7 @@ def test_shifted_layout_is_used_as_is_and_refuses_context(tmp_path):
         pd.DataFrame({"text": ["hi", "bye"], "label": [4, 0]}).to_csv(tmp_path / f"{split}.csv", index=False)
     frame = prepare_splits(str(tmp_path)).splits["test"]
     assert frame[["text", "label"]].values.tolist() == [["hi", 4], ["bye", 0]]
+    assert frame["current_label"].tolist() == [UNKNOWN_EMOTION] * 2  # this layout does not carry it
     with pytest.raises(UserError, match="already shifted .* context_turns must be 0"):
         prepare_splits(str(tmp_path), context_turns=1)
 

@@ -26,14 +26,8 @@ from conftest import ROOT, build_tiny_bert, tiny_config
 from errors import UserError
 from labels import EMOTIONS
 from modeling import apply_lora, load_base_model
-from training import (
-    build_loss,
-    class_weights_for,
-    prepare_tracking,
-    resume_target,
-    run_fine_tuning,
-    training_arguments,
-)
+from trainer_settings import prepare_tracking, resume_target, training_arguments
+from training import build_loss, class_weights_for, run_fine_tuning
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 

@@ -7,7 +7,8 @@ from transformers import DataCollatorWithPadding
 from conftest import REAL_DATA, requires_real_data, tiny_config
 from length_bucketing import LengthBucketSampler
 from modeling import load_base_model, load_tokenizer
-from training import WeightedLossTrainer, build_loss, training_arguments
+from trainer_settings import training_arguments
+from training import WeightedLossTrainer, build_loss
 from utils import default_separator, encode_turns, prepare_splits, tokenize_split
 
 
