@@ -21,6 +21,7 @@ from arguments import DataArguments, LossArguments, ModelArguments, TrainingConf
 from classification_head import split_head_param_groups, warm_start_head
 from current_emotion_task import COLUMN, CurrentEmotionTask, current_emotion_loss, require_current_emotions
 from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
+from errors import UserError
 from focal_loss import FocalLoss
 from hub import hub_load_error
 from inference import Classifier, predict_proba
@@ -284,6 +285,12 @@ def run_fine_tuning(
     # F1-all-class has one definition whatever the loss: balanced weights of the train labels.
     f1_weights = balanced_class_weights(data.splits["train"]["label"].to_numpy())
     args = training_arguments(train_cfg, passthrough)
+    if loss_args.current_emotion_loss_weight > 0 and args.n_gpu > 1:
+        # DataParallel runs replicas of the model in threads; the auxiliary head reads one device's features.
+        raise UserError(
+            f"current_emotion_loss_weight needs one process per GPU: launch with torchrun --nproc_per_node "
+            f"{args.n_gpu} (or make one GPU visible with CUDA_VISIBLE_DEVICES)"
+        )
     torch.manual_seed(train_cfg.seed)
     model, head = load_base_model(model_args.model_name_or_path, model_args.trust_remote_code)
     if model_args.pooling == "mean":

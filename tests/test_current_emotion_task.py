@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoTokenizer, TrainerCallback, TrainingArguments
 
 from conftest import tiny_config
 from current_emotion_task import HEAD_NAME, CurrentEmotionTask, current_emotion_loss
@@ -183,3 +183,10 @@ def test_the_auxiliary_layer_learns_at_the_head_learning_rate(tmp_path, tiny_mod
     )
     assert rates.rates[f"{HEAD_NAME}.weight"] == rates.rates[f"{HEAD_NAME}.bias"] == 0.5
     assert rates.rates["bert.embeddings.word_embeddings.weight"] == 0.01
+
+
+def test_dataparallel_is_refused_with_a_launch_hint(tmp_path, tiny_model_dir, tiny_dataset_dir, monkeypatch):
+    monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: 2))
+    config = tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path), use_lora=False, current_emotion_loss_weight=1)
+    with pytest.raises(UserError, match="needs one process per GPU: launch with torchrun --nproc_per_node 2"):
+        run_fine_tuning(*config)
