@@ -11,8 +11,9 @@ batches at no extra encoder cost. Only training uses it: `detach` removes the he
 model is saved, so the saved model (and a LoRA run's adapter) is a plain next-turn classifier.
 
 The current-emotion loss is the run's loss (focal or cross entropy, same gamma), with balanced
-class weights of the current emotions of the train rows (none when `class_weights` is "none"),
-summed over the rows and divided by the same row count as the forecasting loss.
+class weights of the current emotions of the train rows (none when `class_weights` is "none"; a
+list of weights is for the next turn's classes and is not reused), summed over the rows and
+divided by the same row count as the forecasting loss.
 """
 
 from __future__ import annotations

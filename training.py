@@ -54,8 +54,9 @@ def build_loss(loss_args: LossArguments, weights: list[float]) -> FocalLoss:
 
 
 class WeightedLossTrainer(Trainer):
-    """A Trainer whose loss is our (focal or cross-entropy) loss with class weights, and whose
-    length-grouped batches come from `LengthBucketSampler`.
+    """A Trainer whose loss is our (focal or cross-entropy) loss with class weights, plus the
+    auxiliary current-emotion loss when there is one (`current_emotion_task.py`), and whose
+    length-grouped batches come from `LengthBucketSampler` (or `NeutralRotationSampler`).
 
     `compute_loss` sums the per-example losses and divides by `num_items_in_batch`, the number of
     examples in the whole accumulated batch, so gradient accumulation gives the same gradient as
