@@ -19,7 +19,8 @@ bench/results/study.md.
   recipe with two turns of context (max_length 128); `screen-mean-warm-headlr-*` the quickstart's
   recipe with the encoder at lr 1e-4, on 20,000 rows (what the quickstart's 10 minutes allow), or both;
   `screen-current*` the quickstart's recipe with the auxiliary current-emotion loss
-  (`current_emotion_loss_weight` 0.5 or 1).
+  (`current_emotion_loss_weight` 0.5 or 1); `screen-mean-warm-headlr-seed43` the quickstart's
+  recipe with seed 43, the screening's own noise.
 - `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
   split with early stopping), with seeds 42, 43 and 44; only these score the test split.
 - `scale-*`: args/cpu_best.json with one change, seed 42, against `final-seed42` on validation.
@@ -111,6 +112,8 @@ CONFIGS: dict[str, dict] = {
     "screen-mean-warm-headlr-lr1e-4-20k": {**KEPT, "learning_rate": 1e-4, "max_train_samples": 20000},
     # Context 2: the two previous turns before the current one, so inputs are about three times longer.
     "screen-ctx2-mean-warm-headlr": {**KEPT, "context_turns": 2, "max_length": 128},
+    # The kept recipe with another seed: how far two screening runs of one recipe differ.
+    "screen-mean-warm-headlr-seed43": {**KEPT, "seed": 43},
     # The auxiliary current-emotion task (`current_emotion_loss_weight`) on the quickstart's recipe.
     "screen-current0.5": {**KEPT, "current_emotion_loss_weight": 0.5},
     "screen-current1": {**KEPT, "current_emotion_loss_weight": 1.0},
