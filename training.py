@@ -309,6 +309,7 @@ def run_fine_tuning(
             collator,
             args.per_device_eval_batch_size,
         )
+    loss_fn = build_loss(loss_args, weights)
     current_emotion = None
     if loss_args.current_emotion_loss_weight > 0:
         tokenized["train"] = tokenized["train"].add_column(COLUMN, all_train["current_label"].tolist())
@@ -316,7 +317,7 @@ def run_fine_tuning(
         current_emotion = CurrentEmotionTask(
             model,
             loss_args.current_emotion_loss_weight,
-            current_emotion_loss(build_loss(loss_args, weights), loss_args.class_weights, epoch_current),
+            current_emotion_loss(loss_fn, loss_args.class_weights, epoch_current),
         )
     if model_args.use_lora:
         model = apply_lora(model, model_args)
@@ -333,7 +334,7 @@ def run_fine_tuning(
         processing_class=tokenizer,
         compute_metrics=metrics_function(f1_weights),
         callbacks=callbacks,
-        loss_fn=build_loss(loss_args, weights),
+        loss_fn=loss_fn,
         head_learning_rate=train_cfg.head_learning_rate,
         rotation=rotation,
         current_emotion=current_emotion,
