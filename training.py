@@ -258,6 +258,14 @@ def run_fine_tuning(
             rows_per_epoch=len(rotation),
             counts_per_epoch=class_counts(data.splits["train"]["label"]),
         )
+    # Checked before anything is written, like the data: a bad setting leaves no run behind.
+    args = None if prepare_only else training_arguments(train_cfg, passthrough)
+    if args is not None and loss_args.current_emotion_loss_weight > 0 and args.n_gpu > 1:
+        # DataParallel runs replicas of the model in threads; the auxiliary head reads one device's features.
+        raise UserError(
+            f"current_emotion_loss_weight needs one process per GPU: launch with torchrun --nproc_per_node "
+            f"{args.n_gpu} (or make one GPU visible with CUDA_VISIBLE_DEVICES)"
+        )
     if main_process:
         # Written once the data has passed its checks: a bad dataset leaves no run behind.
         write_json(
@@ -285,13 +293,6 @@ def run_fine_tuning(
     logger.info("Class weights: %s", ", ".join(f"{n} {w:.3f}" for n, w in zip(EMOTIONS, weights)))
     # F1-all-class has one definition whatever the loss: balanced weights of the train labels.
     f1_weights = balanced_class_weights(data.splits["train"]["label"].to_numpy())
-    args = training_arguments(train_cfg, passthrough)
-    if loss_args.current_emotion_loss_weight > 0 and args.n_gpu > 1:
-        # DataParallel runs replicas of the model in threads; the auxiliary head reads one device's features.
-        raise UserError(
-            f"current_emotion_loss_weight needs one process per GPU: launch with torchrun --nproc_per_node "
-            f"{args.n_gpu} (or make one GPU visible with CUDA_VISIBLE_DEVICES)"
-        )
     torch.manual_seed(train_cfg.seed)
     model, head = load_base_model(model_args.model_name_or_path, model_args.trust_remote_code)
     if model_args.pooling == "mean":

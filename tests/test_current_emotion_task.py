@@ -187,6 +187,8 @@ def test_the_auxiliary_layer_learns_at_the_head_learning_rate(tmp_path, tiny_mod
 
 def test_dataparallel_is_refused_with_a_launch_hint(tmp_path, tiny_model_dir, tiny_dataset_dir, monkeypatch):
     monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: 2))
-    config = tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path), use_lora=False, current_emotion_loss_weight=1)
+    out = tmp_path / "run"
+    config = tiny_config(tiny_model_dir, tiny_dataset_dir, str(out), use_lora=False, current_emotion_loss_weight=1)
     with pytest.raises(UserError, match="needs one process per GPU: launch with torchrun --nproc_per_node 2"):
         run_fine_tuning(*config)
+    assert not (out / "run_config.json").exists()  # refused before a previous run's files are overwritten
