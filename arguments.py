@@ -98,9 +98,10 @@ class LossArguments:
     """Loss and class weighting."""
 
     loss: Literal["focal", "cross_entropy"] = key("focal", help="training loss")
-    class_weights: Literal["balanced", "none"] | list[float] = key(
+    class_weights: Literal["balanced", "sqrt_balanced", "none"] | list[float] = key(
         "balanced",
-        help="per-class weights: balanced (scikit-learn, on train labels after downsampling), none, or 7 numbers",
+        help="per-class weights: balanced (scikit-learn, on train labels after downsampling), sqrt_balanced "
+        "(their square roots: milder, leaving more of the operating point to the decision rule), none, or 7 numbers",
     )
     focal_gamma: float = key(
         8.0, help="focal loss focusing parameter gamma (0 = weighted cross entropy)", check=in_range(0)

@@ -10,9 +10,10 @@ j-hartmann/emotion-english-distilroberta-base brings and all-MiniLM-L6-v2 lacks,
 batches at no extra encoder cost. Only training uses it: `detach` removes the head before the
 model is saved, so the saved model (and a LoRA run's adapter) is a plain next-turn classifier.
 
-The current-emotion loss is the run's loss (focal or cross entropy, same gamma), with balanced
-class weights of the current emotions of the train rows (none when `class_weights` is "none"; a
-list of weights is for the next turn's classes and is not reused), summed over the rows and
+The current-emotion loss is the run's loss (focal or cross entropy, same gamma), with the class
+weights of the current emotions of the train rows under the run's `class_weights` rule (balanced,
+sqrt_balanced or none; a list of weights is for the next turn's classes and is not reused: such a
+run gets balanced weights here), summed over the rows and
 divided by the same row count as the forecasting loss.
 """
 
@@ -26,9 +27,8 @@ import torch
 from torch import nn
 
 from errors import UserError
-from focal_loss import FocalLoss
+from focal_loss import FocalLoss, class_weights_for
 from labels import NUM_LABELS
-from metrics import balanced_class_weights
 from modeling import output_layer
 from utils import UNKNOWN_EMOTION
 
@@ -83,7 +83,7 @@ class CurrentEmotionTask:
 
 def current_emotion_loss(base: FocalLoss, class_weights: str | list[float], current_labels: np.ndarray) -> FocalLoss:
     """The run's loss with class weights for the current emotions (see the module docstring)."""
-    alpha = [1.0] * NUM_LABELS if class_weights == "none" else balanced_class_weights(current_labels)
+    alpha = class_weights_for("balanced" if isinstance(class_weights, list) else class_weights, current_labels)
     return FocalLoss(alpha=alpha, gamma=base.gamma, reduction="sum")
 
 

@@ -8,6 +8,8 @@ For logits z, target y and p_i = softmax(z_i)[y_i]:
 examples; with gamma 0 and no alpha it is cross entropy. The loss is computed from
 `log_softmax` in float32, so it stays finite for fp16 inputs and extreme logits, and its gradient
 stays finite for every gamma >= 0, including 0 < gamma < 1 where p rounds to 1.
+
+`class_weights_for` turns the `class_weights` key (a rule or a list) into the weights `alpha`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
+
+from labels import NUM_LABELS
+from metrics import balanced_class_weights
 
 
 class FocalLoss(nn.Module):
@@ -58,3 +64,14 @@ class FocalLoss(nn.Module):
         # taken as its limit, 0, and the clamp keeps the unused branch's gradient finite.
         tiny = torch.finfo(one_minus_p.dtype).tiny
         return torch.where(one_minus_p < tiny, 0.0, one_minus_p.clamp_min(tiny).pow(self.gamma))
+
+
+def class_weights_for(rule: str | list[float], train_labels: np.ndarray) -> list[float]:
+    """Per-class weights under `rule` (the `class_weights` key): 'balanced' gives n / (k * count_c)
+    over the classes present in train, 'sqrt_balanced' their square roots, 'none' ones, a list itself."""
+    if isinstance(rule, list):
+        return [float(w) for w in rule]
+    if rule == "none":
+        return [1.0] * NUM_LABELS
+    weights = balanced_class_weights(train_labels)
+    return [float(np.sqrt(w)) for w in weights] if rule == "sqrt_balanced" else weights

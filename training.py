@@ -22,7 +22,7 @@ from classification_head import split_head_param_groups, warm_start_head
 from current_emotion_task import COLUMN, CurrentEmotionTask, current_emotion_loss, require_current_emotions
 from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
 from errors import UserError
-from focal_loss import FocalLoss
+from focal_loss import FocalLoss, class_weights_for
 from hub import hub_load_error
 from inference import Classifier, predict_proba
 from labels import EMOTIONS, NUM_LABELS
@@ -36,15 +36,6 @@ from trainer_settings import resume_target, training_arguments
 from utils import class_counts, default_separator, format_stats_table, prepare_splits, tokenize_split
 
 logger = logging.getLogger(__name__)
-
-
-def class_weights_for(loss_args: LossArguments, train_labels: np.ndarray) -> list[float]:
-    """Per-class weights; 'balanced' gives n / (k * count_c) over the classes present in train."""
-    if isinstance(loss_args.class_weights, list):
-        return [float(w) for w in loss_args.class_weights]
-    if loss_args.class_weights == "none":
-        return [1.0] * NUM_LABELS
-    return balanced_class_weights(train_labels)
 
 
 def build_loss(loss_args: LossArguments, weights: list[float]) -> FocalLoss:
@@ -289,7 +280,7 @@ def run_fine_tuning(
     if prepare_only:
         return FineTuneResult(out, {})
 
-    weights = class_weights_for(loss_args, data.splits["train"]["label"].to_numpy())
+    weights = class_weights_for(loss_args.class_weights, data.splits["train"]["label"].to_numpy())
     logger.info("Class weights: %s", ", ".join(f"{n} {w:.3f}" for n, w in zip(EMOTIONS, weights)))
     # F1-all-class has one definition whatever the loss: balanced weights of the train labels.
     f1_weights = balanced_class_weights(data.splits["train"]["label"].to_numpy())

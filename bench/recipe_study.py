@@ -97,6 +97,8 @@ LORA = {"use_lora": True, "lora_rank": 16, "lora_alpha": 16, "lora_dropout": 0.1
 MEAN = {"pooling": "mean"}
 KEPT = {**SCREEN, **MEAN, **WARM, "head_learning_rate": 1e-3}  # the screening's pick: the quickstart's recipe
 # In the order they run: the control first, then the levers most likely to matter.
+# The square roots of the balanced weights of the train rows at neutral_keep_ratio 0.25 (neutral ... surprise).
+SQRT_BALANCED_KEEP_QUARTER = [0.518, 2.461, 4.115, 5.832, 0.639, 2.184, 1.668]
 CONFIGS: dict[str, dict] = {
     "screen-control": {**SCREEN},
     "screen-mean-warm-headlr": KEPT,
@@ -117,6 +119,10 @@ CONFIGS: dict[str, dict] = {
     # The auxiliary current-emotion task (`current_emotion_loss_weight`) on the quickstart's recipe.
     "screen-current0.5": {**KEPT, "current_emotion_loss_weight": 0.5},
     "screen-current1": {**KEPT, "current_emotion_loss_weight": 1.0},
+    # Milder class weights: the balanced weights at keep 0.25 reach 34 for fear; the decision rule's
+    # tau, not the loss, then has to set the operating point.
+    "screen-sqrtw": {**KEPT, "class_weights": SQRT_BALANCED_KEEP_QUARTER},
+    "screen-noweights": {**KEPT, "class_weights": "none"},
 }
 # The configuration picked on validation from the screening, at full scale: args/cpu_best.json, seed by seed.
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
@@ -140,6 +146,8 @@ SCALE: dict[str, dict] = {
     "scale-current1": {**CPU_BEST, "seed": 42, "current_emotion_loss_weight": 1.0},
     # The two levers a little above the quickstart recipe in the screening, together.
     "scale-current1-lr1e-4": {**CPU_BEST, "seed": 42, "current_emotion_loss_weight": 1.0, "learning_rate": 1e-4},
+    # The milder weights that screened above the kept recipe (screen-sqrtw), at full scale.
+    "scale-sqrtw": {**CPU_BEST, "seed": 42, "class_weights": SQRT_BALANCED_KEEP_QUARTER},
 }
 PROBES = ("pooler", "mean")
 TFIDF: dict[str, dict] = {

@@ -56,6 +56,11 @@ def test_current_emotion_loss_weights_the_current_emotions():
     assert balanced.alpha.tolist() == pytest.approx(balanced_class_weights(current))
     assert balanced.gamma == 2.0 and balanced.reduction == "sum"
     assert current_emotion_loss(base, "none", current).alpha.tolist() == [1.0] * 7
+    sqrt = current_emotion_loss(base, "sqrt_balanced", current)
+    assert sqrt.alpha.tolist() == pytest.approx(np.sqrt(balanced_class_weights(current)).tolist())
+    # A list is the next turn's weights: the current emotions get balanced ones.
+    listed = current_emotion_loss(base, [2.0] * 7, current)
+    assert listed.alpha.tolist() == pytest.approx(balanced_class_weights(current))
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.5])

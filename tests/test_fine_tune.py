@@ -24,10 +24,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from arguments import LossArguments, ModelArguments
 from conftest import ROOT, build_tiny_bert, tiny_config
 from errors import UserError
+from focal_loss import class_weights_for
 from labels import EMOTIONS
 from modeling import apply_lora, load_base_model
 from trainer_settings import prepare_tracking, resume_target, training_arguments
-from training import build_loss, class_weights_for, run_fine_tuning
+from training import build_loss, run_fine_tuning
+from utils import prepare_splits
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 
@@ -172,10 +174,32 @@ def test_missing_model_folder_and_uncached_hub_id_fail_at_once(tmp_path):
 
 def test_balanced_class_weights_follow_scikit_learn():
     labels = np.array([0] * 50 + [1] * 5 + [4] * 20 + [6] * 5)
-    weights = class_weights_for(LossArguments(), labels)
+    weights = class_weights_for(LossArguments().class_weights, labels)
     expected = compute_class_weight("balanced", classes=np.array([0, 1, 4, 6]), y=labels)
     assert np.allclose(np.array(weights)[[0, 1, 4, 6]], expected)
     assert weights[2] == weights[3] == weights[5] == 0.0
+    sqrt = class_weights_for("sqrt_balanced", labels)
+    assert np.allclose(np.array(sqrt)[[0, 1, 4, 6]], np.sqrt(expected))  # 50 neutral rows: 0.4 -> 0.632
+    assert sqrt[2] == sqrt[3] == sqrt[5] == 0.0
+    assert class_weights_for("none", labels) == [1.0] * 7
+    assert class_weights_for([1, 2, 3, 4, 5, 6, 7], labels) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+
+
+def test_sqrt_balanced_weights_reach_the_loss_and_the_saved_files(tmp_path, tiny_model_dir, tiny_dataset_dir):
+    out = tmp_path / "run"
+    run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(out), max_steps=1, class_weights="sqrt_balanced")
+    )
+    labels = prepare_splits(tiny_dataset_dir, splits=["train"]).splits["train"]["label"].to_numpy()
+    present = np.unique(labels)
+    expected = np.zeros(7)
+    expected[present] = np.sqrt(compute_class_weight("balanced", classes=present, y=labels))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["class_weights"] == pytest.approx(expected.tolist())
+    assert json.loads((out / "run_config.json").read_text())["class_weights"] == "sqrt_balanced"
+    # F1-all-class keeps its one definition, the balanced weights, whatever the loss's weights.
+    saved = json.loads((out / "model" / "emotion_predictor.json").read_text())
+    assert saved["f1_all_class_weights"] == pytest.approx((expected**2).tolist())
 
 
 def test_cross_entropy_is_weighted_cross_entropy_whatever_focal_gamma_says():
