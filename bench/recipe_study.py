@@ -1,7 +1,7 @@
 """Recipe study: which fine-tuning levers make all-MiniLM-L6-v2 a better next-turn forecaster, chosen
 on validation only (issue 11).
 
-    uv run python -m bench.recipe_study [--only NAME ...] [--report_only]
+    uv run python -m bench.recipe_study [--only NAME ...] [--report_only] [--score_test NAME ...]
 
 Every configuration writes bench/results/study-<name>.json as soon as it finishes; a re-run skips
 the finished ones, so the study survives being stopped. The table goes to
@@ -20,10 +20,15 @@ bench/results/study.md.
   recipe with the encoder at lr 1e-4, on 20,000 rows (what the quickstart's 10 minutes allow), or both;
   `screen-current*` the quickstart's recipe with the auxiliary current-emotion loss
   (`current_emotion_loss_weight` 0.5 or 1); `screen-mean-warm-headlr-seed43` the quickstart's
-  recipe with seed 43, the screening's own noise.
-- `final-seed*`: args/cpu_best.json (the screening's pick on validation, scaled to the full train
-  split with early stopping), with seeds 42, 43 and 44; only these score the test split.
-- `scale-*`: args/cpu_best.json with one change, seed 42, against `final-seed42` on validation.
+  recipe with seed 43, the screening's own noise; `screen-sqrtw` and `screen-noweights` the
+  quickstart's recipe with the square roots of its balanced class weights, or none.
+- `final-seed*`: the first pick (the screening's pick on validation, scaled to the full train
+  split with early stopping, balanced class weights), with seeds 42, 43 and 44.
+- `final-sqrtw-seed*`: args/cpu_best.json, the second pick: the first with `sqrt_balanced` class
+  weights, picked on validation from `scale-sqrtw`, which is its seed 42, with seeds 43 and 44.
+  Only the two picks score the test split: the `final-*` rows as they run, `scale-sqrtw` with
+  `--score_test` (its saved model on the test split, after the pick).
+- `scale-*`: the first pick with one change, seed 42, against `final-seed42` on validation.
   `scale-keep1`: every neutral row kept (76,052 rows instead of 29,284), as the TF-IDF baseline
   is trained, for 1.5 epochs (the same number of optimiser steps as 4 epochs at a quarter, within
   the hour), evaluated every third of the run; `scale-keep1-sqrtw` the same with the square roots
@@ -35,7 +40,8 @@ bench/results/study.md.
   every row, is far ahead; `scale-current1` the auxiliary current-emotion loss (weight 1);
   `scale-current1-lr1e-4` the two levers that screened a little above the
   quickstart's recipe, together: the auxiliary current-emotion loss (weight 1) and the encoder at
-  lr 1e-4.
+  lr 1e-4; `scale-sqrtw` the square roots of the balanced class weights (fear 5.8 instead of 34,
+  rounded to 3 decimals), which screened above the kept recipe.
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -127,9 +133,19 @@ CONFIGS: dict[str, dict] = {
 # The configuration picked on validation from the screening, at full scale: args/cpu_best.json, seed by seed.
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
     CPU_BEST = {k: v for k, v in json.load(_handle).items() if k != "output_dir"}
-FINAL: dict[str, dict] = {f"final-seed{seed}": {**CPU_BEST, "seed": seed} for seed in (42, 43, 44)}
+# The first pick (balanced class weights), then the second (sqrt_balanced, from scale-sqrtw on
+# validation): seed 42 of the second is scale-sqrtw itself, its test scored after the pick.
+FIRST_PICK = {**CPU_BEST, "class_weights": "balanced"}
+FINAL: dict[str, dict] = {
+    **{f"final-seed{seed}": {**FIRST_PICK, "seed": seed} for seed in (42, 43, 44)},
+    **{f"final-sqrtw-seed{seed}": {**CPU_BEST, "seed": seed} for seed in (43, 44)},
+}
+PICKS = {
+    "the first pick (balanced class weights)": ["final-seed42", "final-seed43", "final-seed44"],
+    "args/cpu_best.json (sqrt_balanced class weights)": ["scale-sqrtw", "final-sqrtw-seed43", "final-sqrtw-seed44"],
+}
 KEEP_ALL = {
-    **CPU_BEST,
+    **FIRST_PICK,
     "seed": 42,
     "neutral_keep_ratio": 1.0,
     "num_train_epochs": 1.5,
@@ -141,13 +157,13 @@ SQRT_BALANCED_ALL_ROWS = [0.417, 3.965, 6.632, 9.398, 1.029, 3.520, 2.688]
 SCALE: dict[str, dict] = {
     "scale-keep1": KEEP_ALL,
     "scale-keep1-sqrtw": {**KEEP_ALL, "class_weights": SQRT_BALANCED_ALL_ROWS},
-    "scale-6epochs": {**CPU_BEST, "seed": 42, "num_train_epochs": 6, "early_stopping_patience": 2},
-    "scale-rotate": {**CPU_BEST, "seed": 42, "resample_neutral_each_epoch": True},
-    "scale-current1": {**CPU_BEST, "seed": 42, "current_emotion_loss_weight": 1.0},
+    "scale-6epochs": {**FIRST_PICK, "seed": 42, "num_train_epochs": 6, "early_stopping_patience": 2},
+    "scale-rotate": {**FIRST_PICK, "seed": 42, "resample_neutral_each_epoch": True},
+    "scale-current1": {**FIRST_PICK, "seed": 42, "current_emotion_loss_weight": 1.0},
     # The two levers a little above the quickstart recipe in the screening, together.
-    "scale-current1-lr1e-4": {**CPU_BEST, "seed": 42, "current_emotion_loss_weight": 1.0, "learning_rate": 1e-4},
+    "scale-current1-lr1e-4": {**FIRST_PICK, "seed": 42, "current_emotion_loss_weight": 1.0, "learning_rate": 1e-4},
     # The milder weights that screened above the kept recipe (screen-sqrtw), at full scale.
-    "scale-sqrtw": {**CPU_BEST, "seed": 42, "class_weights": SQRT_BALANCED_KEEP_QUARTER},
+    "scale-sqrtw": {**FIRST_PICK, "seed": 42, "class_weights": SQRT_BALANCED_KEEP_QUARTER},
 }
 PROBES = ("pooler", "mean")
 TFIDF: dict[str, dict] = {
@@ -257,6 +273,24 @@ def finish(name: str, row: dict, started: float) -> None:
     )
 
 
+def score_test_after_pick(name: str) -> None:
+    """Score the test split with the saved model of the finished row `name`, picked on validation
+    after it ran (a `scale-*` row that became args/cpu_best.json), and add it to its result file."""
+    from decision import decide_with_metadata
+    from inference import load_classifier, predict_proba
+    from utils import prepare_splits
+
+    with open(result_path(name), encoding="utf-8") as handle:
+        row = json.load(handle)
+    classifier = load_classifier(os.path.join(RUNS, name), device="cpu")
+    test = prepare_splits(DATASET, splits=["test"], context_turns=classifier.context_turns).splits["test"]
+    probs = predict_proba(classifier, test["turns"].tolist(), BASE["eval_batch_size"], progress=True)
+    labels, weights = test["label"].to_numpy(), classifier.metadata["f1_all_class_weights"]
+    row["test"] = classification_metrics(labels, decide_with_metadata(probs, classifier.metadata), weights)
+    row["test_argmax"] = classification_metrics(labels, probs.argmax(-1), weights)
+    write_json(result_path(name), row)
+
+
 def run(name: str) -> None:
     started = time.time()
     if name.startswith("probe-"):
@@ -269,23 +303,25 @@ def run(name: str) -> None:
 
 
 def report() -> str:
-    rows, test_rows = [], []
+    results = {}
     for name in [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE):
         if os.path.isfile(result_path(name)):
             with open(result_path(name), encoding="utf-8") as handle:
-                row = json.load(handle)
-            seconds = row["wall_seconds"]
-            wall = f"{seconds} s" if seconds < 60 else f"{seconds / 60:.0f} min"
-            tau = row.get("tau", row["validation"].get("tau"))
-            rows.append((f"{name} ({wall}, tau {tau:.2f})", row["validation"]))
-            if "test" in row:
-                test_rows.append((f"{name} (tau {row['tau']:.2f})", row["test"]))
+                results[name] = json.load(handle)
+    rows = []
+    for name, row in results.items():
+        seconds = row["wall_seconds"]
+        wall = f"{seconds} s" if seconds < 60 else f"{seconds / 60:.0f} min"
+        tau = row.get("tau", row["validation"].get("tau"))
+        rows.append((f"{name} ({wall}, tau {tau:.2f})", row["validation"]))
     text = "## Validation (7,069 rows, prior_corrected, tau fitted on validation Macro_F1)\n\n"
     text += markdown_table("configuration", rows)
-    if test_rows:
-        text += "\n## Test (6,740 rows), configurations picked on validation only\n\n" + markdown_table(
-            "configuration", test_rows
-        )
+    for pick, names in PICKS.items():
+        scored = [n for n in names if "test" in results.get(n, {})]
+        test_rows = [(f"{n} (tau {results[n]['tau']:.2f})", results[n]["test"]) for n in scored]
+        if not test_rows:
+            continue
+        text += f"\n## Test (6,740 rows): {pick}, picked on validation\n\n" + markdown_table("configuration", test_rows)
         figures = np.array([[m[c] for c in COLUMNS] for _, m in test_rows])
         spread = ", ".join(
             f"{c} {mean:.3f} ± {std:.3f}"
@@ -302,9 +338,15 @@ def main() -> None:
     names = [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE)
     parser.add_argument("--only", nargs="*", choices=names, help="run only these configurations")
     parser.add_argument("--report_only", action="store_true", help="rebuild the table from saved results")
+    picked = [n for names in PICKS.values() for n in names if n not in FINAL]
+    parser.add_argument(
+        "--score_test", nargs="*", choices=picked, default=[], help="score test for these finished rows, picked later"
+    )
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
-    if not args.report_only:
+    for name in args.score_test:
+        score_test_after_pick(name)
+    if not args.report_only and not args.score_test:
         for name in args.only or names:
             if os.path.isfile(result_path(name)):
                 print(f"{name}: done, skipped ({result_path(name)})")
