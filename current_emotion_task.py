@@ -13,8 +13,8 @@ model is saved, so the saved model (and a LoRA run's adapter) is a plain next-tu
 The current-emotion loss is the run's loss (focal or cross entropy, same gamma), with the class
 weights of the current emotions of the train rows under the run's `class_weights` rule (balanced,
 sqrt_balanced or none; a list of weights is for the next turn's classes and is not reused: such a
-run gets balanced weights here), summed over the rows and
-divided by the same row count as the forecasting loss.
+run gets balanced weights here), summed over the rows and divided by the same row count as the
+forecasting loss.
 """
 
 from __future__ import annotations
