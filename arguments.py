@@ -187,6 +187,13 @@ class TrainingConfig:
         "(null = no floor; if none reaches it, the most accurate tau)",
         check=in_range(0, 1),
     )
+    knn_memory: Literal["none", "trained_rows", "train_split"] = key(
+        "none",
+        help="after training, mix a nearest-neighbour vote of remembered train rows into the forecast: "
+        "trained_rows (the rows the model trained on) or train_split (every train row, every neutral one "
+        "included); its neighbours, temperature and weight are fitted on validation with the decision rule "
+        "(weight 0 = classifier alone competes); saved as model/knn_memory.safetensors",
+    )
     report_to: list[str] = key(
         ["wandb"], help="trackers: wandb (offline by itself without credentials), tensorboard, none"
     )

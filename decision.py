@@ -24,7 +24,7 @@ import numpy as np
 
 from errors import UserError
 from labels import NUM_LABELS
-from metrics import classification_metrics
+from metrics import headline_metrics
 
 DECISION_RULES = ("argmax", "prior_corrected")
 TAU_GRID = np.round(np.arange(-1.0, 1.51, 0.05), 2)
@@ -73,7 +73,7 @@ def fit_tau(
     """
     scored = []
     for tau in sorted(TAU_GRID, key=abs):
-        values = classification_metrics(labels, decide(probs, "prior_corrected", float(tau), prior), class_weights)
+        values = headline_metrics(labels, decide(probs, "prior_corrected", float(tau), prior), class_weights)
         scored.append((float(tau), float(values[metric]), float(values["Accuracy"])))
     eligible = [row for row in scored if min_accuracy is None or row[2] >= min_accuracy]
     if not eligible:
@@ -109,12 +109,19 @@ def check_decision(metadata: dict[str, Any], where: str) -> None:
 
 
 def describe_decision(metadata: dict[str, Any]) -> str:
-    """The decision rule in words, as `report.txt` states it."""
+    """The decision rule in words, as `report.txt` states it, with the knn memory it reads if any."""
+    memory = metadata.get("knn_memory") or {}
+    mixed = (
+        f" on probabilities mixed with a knn memory of {memory['size']:,} {memory['rows']} rows (weight "
+        f"{memory['weight']:g}, {memory['neighbours']} neighbours, temperature {memory['temperature']:g})"
+        if memory.get("weight")
+        else ""
+    )
     if metadata.get("decision_rule", "argmax") == "argmax":
-        return "argmax"
+        return "argmax" + mixed
     floor = metadata.get("decision_min_accuracy")
     subject = f" subject to validation accuracy >= {floor:g}" if floor is not None else ""
     return (
         f"prior_corrected (tau {metadata['tau']:.2f}, fitted on validation "
-        f"{metadata.get('decision_metric', 'Macro_F1')}{subject})"
+        f"{metadata.get('decision_metric', 'Macro_F1')}{subject})" + mixed
     )

@@ -7,7 +7,9 @@ whose labels are our 7 emotions under other names or in another order is mapped 
 
 `predict_proba` builds inputs exactly as training does (`utils.encode_turns`), sorts them by
 length, pads each batch dynamically and runs under `torch.inference_mode` (fp16 on CUDA),
-returning probabilities in our label order.
+returning probabilities in our label order: the classifier's, mixed with its nearest-neighbour
+memory's vote when the model was saved with one (`knn_memory.py`). `model_outputs` gives the
+classifier's probabilities and the embeddings that memory compares.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 
 from errors import UserError
 from hub import hub_load_error, resolve_model_path
+from knn_memory import KnnMemory, load_memory
 from labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
 from modeling import read_metadata
 from progress import track
@@ -45,6 +48,7 @@ class Classifier:
     output_order: list[int]
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
+    memory: KnnMemory | None = None
 
 
 def locate_model_folder(path: str) -> str:
@@ -108,6 +112,7 @@ def load_classifier(
             f"to ours ({', '.join(EMOTIONS)})"
         )
     metadata = (read_metadata(source) if os.path.isdir(source) else None) or {}
+    memory = load_memory(source, metadata) if metadata else None
     chosen = pick_device(device)
     model.to(chosen).eval()
     if chosen.type == "cuda":
@@ -125,6 +130,7 @@ def load_classifier(
         output_order=order,
         device=chosen,
         metadata=metadata,
+        memory=memory,
     )
 
 
@@ -136,19 +142,45 @@ def window(history: Sequence[str], context_turns: int) -> list[str]:
 def predict_proba(
     classifier: Classifier, turns: Sequence[Sequence[str]], batch_size: int = 64, progress: bool = False
 ) -> np.ndarray:
-    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`)."""
+    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`), memory mixed in."""
+    probs, embeddings = model_outputs(classifier, turns, batch_size, progress, classifier.memory is not None)
+    return probs if classifier.memory is None else classifier.memory.mix(probs, embeddings)
+
+
+def model_outputs(
+    classifier: Classifier,
+    turns: Sequence[Sequence[str]],
+    batch_size: int = 64,
+    progress: bool = False,
+    embed: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classifier's probabilities and, with `embed`, each row's embedding: the mean of the
+    encoder's last-layer states over real tokens (what `knn_memory` compares), in row order."""
     ids = encode_turns(classifier.tokenizer, turns, classifier.separator, classifier.max_length)
     order = np.argsort([len(i) for i in ids], kind="stable")
     result = np.zeros((len(ids), NUM_LABELS), dtype=np.float32)
+    embeddings = np.zeros((len(ids), classifier.model.config.hidden_size), dtype=np.float32) if embed else None
+    states: list[torch.Tensor] = []
+    # The encoder's output, whatever head reads it: the hook sees one forward pass per batch.
+    encoder = classifier.model.base_model
+    hook = encoder.register_forward_hook(lambda _m, _i, out: states.append(out[0])) if embed else None
     starts = range(0, len(ids), batch_size)
     if progress:
         label = f"scoring {os.path.basename(classifier.name.rstrip('/')) or classifier.name}"
         starts = track(starts, len(starts), label)
-    with torch.inference_mode():
-        for start in starts:
-            rows = order[start : start + batch_size]
-            batch = classifier.tokenizer.pad({"input_ids": [ids[r] for r in rows]}, return_tensors="pt")
-            batch = {k: v.to(classifier.device) for k, v in batch.items()}
-            logits = classifier.model(**batch).logits.float()
-            result[rows] = torch.softmax(logits[:, classifier.output_order], dim=-1).cpu().numpy()
-    return result
+    try:
+        with torch.inference_mode():
+            for start in starts:
+                rows = order[start : start + batch_size]
+                batch = classifier.tokenizer.pad({"input_ids": [ids[r] for r in rows]}, return_tensors="pt")
+                batch = {k: v.to(classifier.device) for k, v in batch.items()}
+                logits = classifier.model(**batch).logits.float()
+                result[rows] = torch.softmax(logits[:, classifier.output_order], dim=-1).cpu().numpy()
+                if embed:
+                    mask = batch["attention_mask"].unsqueeze(-1).float()
+                    pooled = (states.pop().float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                    embeddings[rows] = pooled.cpu().numpy()
+    finally:
+        if hook is not None:
+            hook.remove()
+    return result, embeddings

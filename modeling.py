@@ -6,7 +6,7 @@
 - `apply_lora`: PEFT LoRA on the encoder; the classification head (and BERT's pooler, which only
   the head reads) is trained in full and saved with it.
 - `save_model`: the PEFT adapter (`adapter/`) and the merged standalone model (`model/`), with
-  the input settings a predictor needs in `emotion_predictor.json`.
+  the input settings a predictor needs in `emotion_predictor.json` and the knn memory, if kept.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import mean_pooling  # registers the mean-pooling classifier with the Auto loade
 from decision import check_decision
 from errors import UserError
 from hub import hub_load_error, resolve_model_path
+from knn_memory import KnnMemory, save_memory
 from labels import EMOTIONS, ID2LABEL, LABEL2ID, NUM_LABELS, map_head_to_emotions
 from output_files import atomic_path, write_json
 
@@ -198,23 +199,30 @@ def merged_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def save_model(model: nn.Module, tokenizer: Any, output_dir: str, metadata: dict[str, Any]) -> nn.Module:
-    """Write `adapter/` (PEFT only) and `model/` atomically; return the merged model."""
+def save_model(
+    model: nn.Module, tokenizer: Any, output_dir: str, metadata: dict[str, Any], memory: KnnMemory | None = None
+) -> nn.Module:
+    """Write `adapter/` (PEFT only) and `model/` atomically, each with the knn memory when it is
+    kept (weight above 0); return the merged model."""
     from peft import PeftModel
+
+    def write_extras(folder: str) -> None:
+        tokenizer.save_pretrained(folder)
+        write_metadata(folder, metadata)
+        if memory is not None and memory.weight > 0:
+            save_memory(folder, memory)
 
     if isinstance(model, PeftModel):
         with atomic_path(os.path.join(output_dir, "adapter")) as tmp:
             model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            write_metadata(tmp, metadata)
+            write_extras(tmp)
     merged = merged_model(model)
     with atomic_path(os.path.join(output_dir, "model")) as tmp:
         merged.save_pretrained(tmp)
         if merged.config.model_type == mean_pooling.MeanPoolingBertConfig.model_type:
             # The code that `auto_map` names, for loaders outside this project (trust_remote_code=True).
             shutil.copy(mean_pooling.__file__, os.path.join(tmp, "mean_pooling.py"))
-        tokenizer.save_pretrained(tmp)
-        write_metadata(tmp, metadata)
+        write_extras(tmp)
     return merged
 
 

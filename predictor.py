@@ -10,7 +10,8 @@ The model is loaded once (CPU by default, CUDA when available) with the input se
 trained with (`context_turns`, separator, `max_length`, decision rule, from
 `emotion_predictor.json`); inputs are built by the same code as in training and evaluation
 (`inference.predict_proba`), so a forecast equals the evaluation score of that dialogue prefix.
-`Forecast.probabilities` are the model's; `Forecast.label` follows the saved decision rule
+`Forecast.probabilities` are the model's (with its nearest-neighbour memory's vote mixed in when it
+was saved with one, `knn_memory.py`); `Forecast.label` follows the saved decision rule
 (`decision.py`: argmax, or prior_corrected with the saved tau and train prior).
 
 The file and interactive modes of `ep_predict.py` are in `predict_io.py`.

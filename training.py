@@ -20,11 +20,11 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
 from classification_head import split_head_param_groups, warm_start_head
 from current_emotion_task import COLUMN, CurrentEmotionTask, current_emotion_loss, require_current_emotions
-from decision import decide_with_metadata, describe_decision, fit_tau, train_prior
+from decision import decide_with_metadata, describe_decision, train_prior
 from errors import UserError
 from focal_loss import FocalLoss, class_weights_for
 from hub import hub_load_error
-from inference import Classifier, predict_proba
+from inference import Classifier
 from labels import EMOTIONS, NUM_LABELS
 from length_bucketing import LengthBucketSampler
 from metrics import balanced_class_weights, classification_metrics, format_report
@@ -34,6 +34,7 @@ from output_files import write_json, write_text
 from progress import show_progress
 from trainer_settings import resume_target, training_arguments
 from utils import class_counts, default_separator, format_stats_table, prepare_splits, tokenize_split
+from validation_fit import final_forecasts, fit_decision, memory_rows
 
 logger = logging.getLogger(__name__)
 
@@ -133,48 +134,6 @@ def metrics_function(weights: list[float]):
         return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), weights)
 
     return compute
-
-
-def probabilities(
-    model: torch.nn.Module, tokenizer: Any, frame: Any, separator: str, max_length: int, batch_size: int
-) -> np.ndarray:
-    """Probabilities in row order, through the same inference code as evaluation and prediction.
-
-    (Trainer.predict returns rows in length-grouped order when group_by_length is on.)
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    classifier = Classifier(
-        model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device
-    )
-    return predict_proba(classifier, frame["turns"].tolist(), batch_size, progress=True)
-
-
-def fit_decision(
-    cfg: TrainingConfig, val_probs: np.ndarray, val_labels: np.ndarray, train_labels: Any, weights: list[float]
-) -> dict[str, Any]:
-    """The decision rule and its parameters, saved with the model (tau fitted on validation)."""
-    if cfg.decision_rule == "argmax":
-        return {"decision_rule": "argmax"}
-    prior = train_prior(train_labels)
-    floor = cfg.decision_min_accuracy
-    tau, score, floor_met = fit_tau(val_probs, val_labels, prior, cfg.decision_metric, weights, floor)
-    if floor_met:
-        logger.info("prior_corrected: tau %.2f maximises validation %s (%.4f)", tau, cfg.decision_metric, score)
-    else:
-        logger.warning(
-            "prior_corrected: no tau reaches validation accuracy %g (decision_min_accuracy); using tau %.2f, "
-            "the most accurate",
-            floor,
-            tau,
-        )
-    return {
-        "decision_rule": "prior_corrected",
-        "tau": tau,
-        "train_prior": prior,
-        "decision_metric": cfg.decision_metric,
-        "decision_min_accuracy": floor,
-    }
 
 
 def validation_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -337,16 +296,23 @@ def run_fine_tuning(
         current_emotion.detach(trainer.model)
 
     scored = ("validation", "test") if score_test else ("validation",)
-    probs = {
-        split: probabilities(
-            trainer.model, tokenizer, data.splits[split], separator, max_length, args.per_device_eval_batch_size
-        )
-        for split in scored
-    }
-    labels = {split: data.splits[split]["label"].to_numpy() for split in scored}
-    decision = fit_decision(
-        train_cfg, probs["validation"], labels["validation"], data.splits["train"]["label"], f1_weights
+    trainer.model.eval()
+    device = next(trainer.model.parameters()).device
+    trained = Classifier(
+        trainer.model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device
     )
+    prior = train_prior(data.splits["train"]["label"])
+    val_labels = data.splits["validation"]["label"].to_numpy()
+    final = final_forecasts(
+        trained,
+        {split: data.splits[split] for split in scored},
+        None if train_cfg.knn_memory == "none" else memory_rows(train_cfg, data_args, all_train),
+        prior,
+        args.per_device_eval_batch_size,
+        lambda p: fit_decision(train_cfg, p, val_labels, prior, f1_weights),
+    )
+    probs, decision, memory = final.probs, final.decision, final.memory
+    labels = {split: data.splits[split]["label"].to_numpy() for split in scored}
     metadata = {
         "context_turns": data_args.context_turns,
         "context_separator": separator,
@@ -357,15 +323,23 @@ def run_fine_tuning(
         "base_model": model_args.model_name_or_path,
         "head": head,
         "pooling": model_args.pooling,
+        "train_prior": prior,
         **decision,
+        "knn_memory": None if memory is None else memory.settings(train_cfg.knn_memory),
     }
     if main_process:
-        merged = save_model(trainer.model, tokenizer, out, metadata)
+        merged = save_model(trainer.model, tokenizer, out, metadata, memory)
     results: dict[str, Any] = {
         "head": head,
         "class_weights": weights,
         "f1_all_class_weights": f1_weights,
         **decision,
+        "knn_memory": metadata["knn_memory"],
+        "validation_classifier_alone": classification_metrics(
+            val_labels,
+            decide_with_metadata(final.classifier_probs["validation"], final.classifier_decision),
+            f1_weights,
+        ),
         "head_warm_start": warm_start,
         "epochs_trained": round(trainer.state.epoch or 0, 3),
         "best_checkpoint": trainer.state.best_model_checkpoint,
@@ -381,7 +355,7 @@ def run_fine_tuning(
             labels["test"],
             decide_with_metadata(probs["test"], metadata),
             results["test"],
-            describe_decision(decision),
+            describe_decision(metadata),
             f1_weights,
         )
         if score_test

@@ -25,19 +25,22 @@ def test_offline_recipes_use_the_levers_the_study_kept(name):
     assert (model.pooling, train.head_warm_start, train.head_learning_rate) == ("mean", "logistic_regression", 1e-3)
     assert (loss.loss, loss.class_weights, train.decision_rule) == ("cross_entropy", "balanced", "prior_corrected")
     assert data.context_turns == 0 and data.neutral_keep_ratio == 0.25
+    # The quickstart's 10 minutes allow a memory of its own 16,000 rows, not of the whole split.
+    assert train.knn_memory == {"quickstart.json": "trained_rows", "cpu_best.json": "train_split"}[name]
 
 
 def test_cpu_best_trains_on_the_whole_train_split_and_stops_early():
     data, _, _, train, _ = load("cpu_best.json")
     assert data.max_train_samples is None and data.max_eval_samples is None
     assert train.early_stopping_patience == 1 and train.num_train_epochs == 4
+    assert train.knn_memory == "train_split"
 
 
 def test_reference_recipe_loads_stops_early_and_carries_over_the_study():
     _, model, loss, train, passthrough = load("ep_fine_tune_arg.json")
     assert model.use_lora and train.early_stopping_patience == 2
     assert passthrough["optim"] == "paged_adamw_32bit"
-    assert (loss.loss, loss.class_weights) == ("cross_entropy", "balanced")
+    assert (loss.loss, loss.class_weights, train.knn_memory) == ("cross_entropy", "balanced", "train_split")
     assert (train.metric_for_best_model, train.decision_rule, train.decision_metric) == (
         "Macro_F1",
         "prior_corrected",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from metrics import balanced_class_weights, classification_metrics, format_report, subset_figures
+from metrics import balanced_class_weights, classification_metrics, format_report, headline_metrics, subset_figures
 
 
 def test_metrics_equal_scikit_learn():
@@ -74,3 +74,15 @@ def test_subset_figures_count_rows_and_have_no_metrics_when_empty():
 def test_report_lists_the_f1_all_class_weights():
     report = format_report([0, 1], [0, 1], classification_metrics([0, 1], [0, 1]), "argmax", [0.5, 2, 0, 0, 0, 0, 0])
     assert "F1-all-class weights: neutral 0.5, anger 2, disgust 0, fear 0, happiness 0, sadness 0, surprise 0" in report
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_headline_metrics_from_the_confusion_matrix_equal_classification_metrics(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(7, 200, p=[0.6, 0.1, 0.0, 0.05, 0.15, 0.05, 0.05])  # disgust absent from the labels
+    predictions = np.where(rng.random(200) < 0.5, labels, rng.choice([0, 1, 2, 4], 200))  # fear never predicted
+    weights = rng.uniform(0.5, 5, 7)
+    full = classification_metrics(labels, predictions, weights)
+    fast = headline_metrics(labels, predictions, weights)
+    assert fast == pytest.approx({k: full[k] for k in fast}, abs=1e-6)
+    assert set(fast) == {"Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class"}

@@ -1,0 +1,169 @@
+"""The nearest-neighbour memory (`knn_memory`): its vote, its fit on validation, saving and loading,
+and a fine-tuning run that keeps one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_dialogues, tiny_config, write_jsonl
+from decision import decide_with_metadata
+from errors import UserError
+from inference import load_classifier, model_outputs, predict_proba
+from knn_memory import MEMORY_FILE, KnnMemory, fit_memory, load_memory, save_memory
+from metrics import classification_metrics
+from predictor import EmotionPredictor
+from training import run_fine_tuning
+from utils import prepare_splits
+
+UNIFORM = np.full(7, 1 / 7)
+
+
+def axis_memory(labels: list[int], prior=UNIFORM, **settings) -> KnnMemory:
+    """Memory row i lies on axis i: each row is its own nearest neighbour."""
+    return KnnMemory(torch.eye(len(labels), 8), torch.tensor(labels), np.asarray(prior), **settings)
+
+
+def test_vote_weights_the_nearest_rows_and_moves_to_the_train_prior():
+    # Memory labels: three neutral, one anger (memory prior 0.75 / 0.25); the model's train prior is 0.5 / 0.5.
+    memory = axis_memory([0, 0, 0, 1], prior=[0.5, 0.5, 0, 0, 0, 0, 0])
+    query = np.array([[1.0, 0, 0, 1.0, 0, 0, 0, 0]])  # equally near rows 0 (neutral) and 3 (anger)
+    similarities, indices = memory.nearest(query, 2)
+    assert sorted(indices[0].tolist()) == [0, 3]
+    assert similarities[0].tolist() == pytest.approx([2**-0.5] * 2)
+    # Half the vote each, then x0.5/0.75 for neutral and x0.5/0.25 for anger: 1/3 against 1, i.e. 0.25 / 0.75.
+    assert memory.vote(similarities, indices, 2, 0.05)[0, :2] == pytest.approx([0.25, 0.75])
+    # With one neighbour the vote is that row's label alone.
+    one = memory.vote(*memory.nearest(np.array([[0, 0, 1.0, 0, 0, 0, 0, 0]]), 1), 1, 0.05)
+    assert one[0].tolist() == pytest.approx([1, 0, 0, 0, 0, 0, 0])
+
+
+def test_mix_is_the_weighted_mean_and_weight_zero_is_the_classifier():
+    memory = axis_memory([4, 5], neighbours=1, temperature=0.05)
+    probs = np.tile(UNIFORM, (2, 1)).astype(np.float32)
+    queries = np.eye(2, 8)
+    memory.weight = 0.0
+    assert memory.mix(probs, queries) is probs
+    memory.weight = 0.25
+    expected = 0.75 * probs + 0.25 * np.eye(7)[[4, 5]]
+    np.testing.assert_allclose(memory.mix(probs, queries), expected, atol=1e-6)
+
+
+def fit_by_accuracy(labels: np.ndarray):
+    def fit(probs: np.ndarray):
+        accuracy = classification_metrics(labels, probs.argmax(-1))["Accuracy"]
+        return {"decision_rule": "argmax"}, (True, accuracy)
+
+    return fit
+
+
+def test_fit_keeps_a_memory_that_helps_and_drops_one_that_does_not():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 300)
+    # Validation rows sit next to memory rows of their own label; the classifier guesses at random.
+    centres = rng.normal(size=(7, 16))
+    queries = centres[labels] + 0.1 * rng.normal(size=(300, 16))
+    memory_labels = np.repeat(np.arange(7), 40)
+    memory_rows = torch.tensor(centres[memory_labels] + 0.1 * rng.normal(size=(280, 16)))
+    guessing = rng.dirichlet(np.ones(7), 300)
+    helpful = KnnMemory(memory_rows, torch.tensor(memory_labels), UNIFORM)
+    _, (_, score) = fit_memory(helpful, guessing, queries, fit_by_accuracy(labels))
+    assert helpful.weight > 0 and score > 0.95
+    # A perfect classifier and a memory whose labels are shuffled: the classifier alone wins.
+    perfect = np.eye(7)[labels] * 0.9 + 0.1 / 7
+    useless = KnnMemory(memory_rows, torch.tensor(rng.permutation(memory_labels)), UNIFORM)
+    _, (_, score) = fit_memory(useless, perfect, queries, fit_by_accuracy(labels))
+    assert useless.weight == 0 and score == 1.0
+
+
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory, tiny_model_dir):
+    """A full fine-tune of 4 steps whose validation and test dialogues also occur in train (as a
+    quarter of DailyDialog's test utterances do): the memory finds them, the classifier cannot yet."""
+    data = tmp_path_factory.mktemp("duplicated_dialogues")
+    train = make_dialogues(120, 1)
+    write_jsonl(str(data / "train.jsonl"), train)
+    write_jsonl(str(data / "validation.jsonl"), train[:30])
+    write_jsonl(str(data / "test.jsonl"), train[30:60])
+    out = str(tmp_path_factory.mktemp("memory_run"))
+    result = run_fine_tuning(
+        *tiny_config(
+            tiny_model_dir,
+            str(data),
+            out,
+            use_lora=False,
+            max_steps=4,
+            neutral_keep_ratio=0.5,
+            knn_memory="train_split",
+            decision_rule="prior_corrected",
+        )
+    )
+    return out, str(data), result.metrics
+
+
+def test_a_run_keeps_the_memory_that_validation_rewards(memory_run):
+    out, data, metrics = memory_run
+    settings = metrics["knn_memory"]
+    every_train_row = len(prepare_splits(data, ["train"]).splits["train"])
+    assert settings["rows"] == "train_split" and settings["size"] == every_train_row
+    assert settings["weight"] > 0
+    assert metrics["validation"]["Macro_F1"] > metrics["validation_classifier_alone"]["Macro_F1"] + 0.2
+    with open(os.path.join(out, "model", "emotion_predictor.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["knn_memory"] == settings
+    with open(os.path.join(out, "run_config.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["knn_memory"] == "train_split"
+    with open(os.path.join(out, "report.txt"), encoding="utf-8") as handle:
+        assert f"mixed with a knn memory of {every_train_row:,} train_split rows (weight " in handle.read()
+
+
+def test_every_loader_forecasts_with_the_saved_memory(memory_run):
+    out, data, metrics = memory_run
+    classifier = load_classifier(out, device="cpu")
+    assert classifier.memory is not None and len(classifier.memory.labels) == metrics["knn_memory"]["size"]
+    test = prepare_splits(data, ["test"]).splits["test"]
+    turns = test["turns"].tolist()
+    probs = predict_proba(classifier, turns)
+    alone, queries = model_outputs(classifier, turns, embed=True)
+    np.testing.assert_allclose(probs, classifier.memory.mix(alone, queries), atol=1e-6)
+    assert not np.allclose(probs, alone, atol=1e-3)
+    # The saved model reproduces the run's own test figures, and the predictor forecasts the same.
+    predicted = decide_with_metadata(probs, classifier.metadata)
+    labels = test["label"].to_numpy()
+    weights = classifier.metadata["f1_all_class_weights"]
+    assert classification_metrics(labels, predicted, weights)["Macro_F1"] == pytest.approx(
+        metrics["test"]["Macro_F1"], abs=1e-6
+    )
+    forecast = EmotionPredictor.from_pretrained(out, device="cpu").predict(turns[0])
+    assert forecast.probabilities["neutral"] == pytest.approx(float(probs[0, 0]), abs=1e-5)
+
+
+def test_a_missing_or_broken_memory_file_is_one_clear_error(memory_run, tmp_path):
+    out, _, _ = memory_run
+    folder = str(tmp_path / "model")
+    shutil.copytree(os.path.join(out, "model"), folder)
+    os.remove(os.path.join(folder, MEMORY_FILE))
+    with pytest.raises(UserError, match=f"{MEMORY_FILE} is missing .*copy the whole model folder"):
+        load_classifier(folder, device="cpu")
+    with open(os.path.join(folder, MEMORY_FILE), "wb") as handle:
+        handle.write(b"not safetensors")
+    with pytest.raises(UserError, match="not a readable knn memory"):
+        load_classifier(folder, device="cpu")
+
+
+def test_saved_memory_round_trips_and_checks_its_size(tmp_path):
+    memory = axis_memory([0, 1, 2], neighbours=2, temperature=0.1, weight=0.5)
+    save_memory(str(tmp_path), memory)
+    settings = memory.settings("trained_rows")
+    metadata = {"train_prior": UNIFORM.tolist(), "knn_memory": settings}
+    loaded = load_memory(str(tmp_path), metadata)
+    assert loaded.labels.tolist() == [0, 1, 2] and loaded.settings("trained_rows") == settings
+    assert torch.allclose(loaded.embeddings, memory.embeddings, atol=1e-3)
+    assert load_memory(str(tmp_path), {**metadata, "knn_memory": {**settings, "weight": 0.0}}) is None
+    assert load_memory(str(tmp_path), {"train_prior": UNIFORM.tolist()}) is None
+    with pytest.raises(UserError, match="holds 3 rows, emotion_predictor.json says 4"):
+        load_memory(str(tmp_path), {**metadata, "knn_memory": {**settings, "size": 4}})
