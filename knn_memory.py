@@ -56,7 +56,11 @@ class KnnMemory:
     weight: float = 0.0
 
     def __post_init__(self) -> None:
-        self.embeddings = torch.nn.functional.normalize(self.embeddings.float(), dim=1)
+        # Rows are kept as the float16 values the file stores (given float16 rows are already
+        # normalised), so that a saved model forecasts exactly as its run scored it.
+        if self.embeddings.dtype != torch.float16:
+            self.embeddings = torch.nn.functional.normalize(self.embeddings.float(), dim=1).half()
+        self.embeddings = self.embeddings.float()
         self.labels = self.labels.long()
         counts = np.bincount(self.labels.numpy(), minlength=NUM_LABELS).astype(np.float64)
         # A class absent from the memory gets no votes; its factor only has to be finite.

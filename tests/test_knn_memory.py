@@ -162,7 +162,7 @@ def test_saved_memory_round_trips_and_checks_its_size(tmp_path):
     metadata = {"train_prior": UNIFORM.tolist(), "knn_memory": settings}
     loaded = load_memory(str(tmp_path), metadata)
     assert loaded.labels.tolist() == [0, 1, 2] and loaded.settings("trained_rows") == settings
-    assert torch.allclose(loaded.embeddings, memory.embeddings, atol=1e-3)
+    assert torch.equal(loaded.embeddings, memory.embeddings)
     assert load_memory(str(tmp_path), {**metadata, "knn_memory": {**settings, "weight": 0.0}}) is None
     assert load_memory(str(tmp_path), {"train_prior": UNIFORM.tolist()}) is None
     with pytest.raises(UserError, match="holds 3 rows, emotion_predictor.json says 4"):
