@@ -24,7 +24,6 @@ so `ep_evaluate`, `ep_predict` and `EmotionPredictor` forecast with it. Loaders 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ import torch
 from errors import UserError
 from labels import NUM_LABELS
 
-logger = logging.getLogger(__name__)
 MEMORY_FILE = "knn_memory.safetensors"
 NEIGHBOURS = (16, 32, 64, 128)
 TEMPERATURES = (0.02, 0.05, 0.1)
