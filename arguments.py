@@ -194,6 +194,12 @@ class TrainingConfig:
         "included); its neighbours, temperature and weight are fitted on validation with the decision rule "
         "(weight 0 = classifier alone competes); saved as model/knn_memory.safetensors",
     )
+    knn_memory_turns: int = key(
+        2,
+        help="turns that key a knn_memory row: 1 (the model's input) or 2 (its input, then the utterance before "
+        "the current one, embedded alone), so that rows match on two turns",
+        check=in_range(1, 2),
+    )
     report_to: list[str] = key(
         ["wandb"], help="trackers: wandb (offline by itself without credentials), tensorboard, none"
     )

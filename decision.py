@@ -112,8 +112,9 @@ def describe_decision(metadata: dict[str, Any]) -> str:
     """The decision rule in words, as `report.txt` states it, with the knn memory it reads if any."""
     memory = metadata.get("knn_memory") or {}
     mixed = (
-        f" on probabilities mixed with a knn memory of {memory['size']:,} {memory['rows']} rows (weight "
-        f"{memory['weight']:g}, {memory['neighbours']} neighbours, temperature {memory['temperature']:g})"
+        f" on probabilities mixed with a knn memory of {memory['size']:,} {memory['rows']} rows keyed on "
+        f"{memory.get('key_turns', 1)} turn(s) (weight {memory['weight']:g}, {memory['neighbours']} neighbours, "
+        f"temperature {memory['temperature']:g})"
         if memory.get("weight")
         else ""
     )

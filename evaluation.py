@@ -347,7 +347,8 @@ def evaluate_model(
     frame = reference.frame
     turns = [window(t, classifier.context_turns) for t in frame["turns"]]
     started = time.perf_counter()
-    probs = predict_proba(classifier, turns, batch_size=args.batch_size, progress=not args.disable_tqdm)
+    previous = frame["previous_text"].tolist()
+    probs = predict_proba(classifier, turns, args.batch_size, not args.disable_tqdm, previous)
     seconds = time.perf_counter() - started
     predicted = decide_with_metadata(probs, classifier.metadata)
     labels = frame["label"].to_numpy(dtype=np.int64)

@@ -9,7 +9,8 @@ whose labels are our 7 emotions under other names or in another order is mapped 
 length, pads each batch dynamically and runs under `torch.inference_mode` (fp16 on CUDA),
 returning probabilities in our label order: the classifier's, mixed with its nearest-neighbour
 memory's vote when the model was saved with one (`knn_memory.py`). `model_outputs` gives the
-classifier's probabilities and the embeddings that memory compares.
+classifier's probabilities and each row's embedding; `memory_queries` turns those into the keys
+that memory compares (with the previous utterance's embedding for a memory keyed on two turns).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from errors import UserError
 from hub import hub_load_error, resolve_model_path
-from knn_memory import KnnMemory, load_memory
+from knn_memory import KnnMemory, load_memory, memory_keys
 from labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
 from modeling import read_metadata
 from progress import track
@@ -113,6 +114,12 @@ def load_classifier(
         )
     metadata = (read_metadata(source) if os.path.isdir(source) else None) or {}
     memory = load_memory(source, metadata) if metadata else None
+    if memory is not None and memory.embeddings.shape[1] != memory.key_turns * model.config.hidden_size:
+        raise UserError(
+            f"{source}: knn memory keys have {memory.embeddings.shape[1]} values, the model's {memory.key_turns} "
+            f"turn(s) of {model.config.hidden_size} need {memory.key_turns * model.config.hidden_size} "
+            "(copy the whole model folder, or fine-tune the model again)"
+        )
     chosen = pick_device(device)
     model.to(chosen).eval()
     if chosen.type == "cuda":
@@ -140,11 +147,47 @@ def window(history: Sequence[str], context_turns: int) -> list[str]:
 
 
 def predict_proba(
-    classifier: Classifier, turns: Sequence[Sequence[str]], batch_size: int = 64, progress: bool = False
+    classifier: Classifier,
+    turns: Sequence[Sequence[str]],
+    batch_size: int = 64,
+    progress: bool = False,
+    previous: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`), memory mixed in."""
-    probs, embeddings = model_outputs(classifier, turns, batch_size, progress, classifier.memory is not None)
-    return probs if classifier.memory is None else classifier.memory.mix(probs, embeddings)
+    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`), memory mixed in.
+    `previous` is each row's utterance before its current one ("" at a dialogue's start); a memory
+    keyed on two turns needs it."""
+    memory = classifier.memory
+    probs, embeddings = model_outputs(classifier, turns, batch_size, progress, memory is not None)
+    if memory is None:
+        return probs
+    return memory.mix(probs, memory_queries(classifier, memory.key_turns, turns, previous, embeddings, batch_size))
+
+
+def memory_queries(
+    classifier: Classifier,
+    key_turns: int,
+    turns: Sequence[Sequence[str]],
+    previous: Sequence[str] | None,
+    embeddings: np.ndarray,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Rows' knn memory keys (`knn_memory.memory_keys`) from their `model_outputs` embeddings and,
+    for `key_turns` 2, the embeddings of their `previous` utterances, each embedded alone."""
+    if key_turns == 1:
+        return memory_keys(embeddings, None)
+    if previous is None or len(previous) != len(turns):
+        raise ValueError("a knn memory keyed on two turns needs each row's previous utterance")
+    # A one-turn row's embedding is its utterance's, so utterances scored as rows are not embedded again.
+    known = {row[0]: embeddings[i] for i, row in enumerate(turns) if len(row) == 1}
+    missing = sorted({text for text in previous if text and text not in known})
+    if missing:
+        known.update(zip(missing, model_outputs(classifier, [[t] for t in missing], batch_size, progress, True)[1]))
+    before = np.zeros_like(embeddings)
+    for row, text in enumerate(previous):
+        if text:
+            before[row] = known[text]
+    return memory_keys(embeddings, before)
 
 
 def model_outputs(

@@ -3,8 +3,11 @@
 After fine-tuning (`knn_memory` in the config), every memory row is embedded by the fine-tuned
 encoder: the mean of its last layer's states over real tokens, L2-normalised. The memory rows are
 the rows the model trained on (`trained_rows`) or every row of the train split, every neutral row
-included (`train_split`). A row to forecast is embedded the same way; its `neighbours` most
-cosine-similar memory rows vote for their labels with softmax(similarity / temperature) weights.
+included (`train_split`). With `key_turns` 2 (`knn_memory_turns`), a row's key is that embedding
+followed by the embedding of the utterance before it, embedded alone (zeros at a dialogue's
+start), so that rows match on two turns: the cosine of two keys is the mean of the two turns'
+cosines. A row to forecast is keyed the same way; its `neighbours` most cosine-similar memory
+rows vote for their labels with softmax(similarity / temperature) weights.
 The vote, moved from the memory's class distribution to the train prior of the rows the model
 trained on, is mixed with the classifier's probabilities (kNN-LM, Khandelwal et al. 2020, for a
 classifier):
@@ -52,6 +55,7 @@ class KnnMemory:
     neighbours: int = NEIGHBOURS[0]
     temperature: float = TEMPERATURES[0]
     weight: float = 0.0
+    key_turns: int = 1
 
     def __post_init__(self) -> None:
         # Rows are kept as the float16 values the file stores (given float16 rows are already
@@ -98,10 +102,20 @@ class KnnMemory:
         return {
             "rows": rows,
             "size": len(self.labels),
+            "key_turns": self.key_turns,
             "neighbours": self.neighbours,
             "temperature": self.temperature,
             "weight": self.weight,
         }
+
+
+def memory_keys(current: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """Rows' memory keys from their embeddings (`current`) and, for `key_turns` 2, those of the
+    utterances before them (`previous`, zero rows where there is none): each part L2-normalised."""
+    if previous is None:
+        return current
+    parts = [torch.nn.functional.normalize(torch.as_tensor(e, dtype=torch.float32), dim=1) for e in (current, previous)]
+    return torch.cat(parts, dim=1).numpy()
 
 
 def fit_memory(
@@ -156,6 +170,7 @@ def load_memory(folder: str, metadata: dict[str, Any]) -> KnnMemory | None:
             int(settings["neighbours"]),
             float(settings["temperature"]),
             float(settings["weight"]),
+            int(settings.get("key_turns", 1)),  # models saved before knn_memory_turns key on one turn
         )
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as err:
         raise UserError(f"{path}: not a readable knn memory ({type(err).__name__}: {err}) ({fix})") from None

@@ -147,7 +147,8 @@ class EmotionPredictor:
         if not histories:
             return []
         turns = [window(h, self.context_turns) for h in histories]
-        probabilities = predict_proba(self.classifier, turns, batch_size or self.batch_size)
+        previous = [h[-2] if len(h) > 1 else "" for h in histories]
+        probabilities = predict_proba(self.classifier, turns, batch_size or self.batch_size, previous=previous)
         labels = decide(probabilities, self.classifier.metadata)
         return [
             Forecast(EMOTIONS[int(label)], dict(zip(EMOTIONS, map(float, row))))

@@ -310,6 +310,7 @@ def run_fine_tuning(
         prior,
         args.per_device_eval_batch_size,
         lambda p: fit_decision(train_cfg, p, val_labels, prior, f1_weights),
+        train_cfg.knn_memory_turns,
     )
     probs, decision, memory = final.probs, final.decision, final.memory
     labels = {split: data.splits[split]["label"].to_numpy() for split in scored}

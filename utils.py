@@ -8,7 +8,9 @@ interleaved).
 
 After `prepare_splits`, each split is a DataFrame with one row per example: `dialog_id`, `turn`
 (index of the current utterance in its dialogue), `turns` (the context utterances followed by
-the current one, oldest first), `text` (the current utterance), `label` (the emotion of the
+the current one, oldest first), `text` (the current utterance), `previous_text` (the utterance
+before it in its dialogue, "" at a dialogue's start and in the shifted layout, which has no
+dialogue structure; `knn_memory_turns` 2 keys the memory on it), `label` (the emotion of the
 next utterance, 0..6 in `labels.EMOTIONS` order) and `current_label` (the emotion of the current
 utterance, or `UNKNOWN_EMOTION` in the shifted layout, which does not carry it).
 """
@@ -65,6 +67,9 @@ def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0) -> pd.D
     has_next[:-1] = dialog[:-1] == dialog[1:]
     keep = np.flatnonzero(has_next)
     turns = [[t] for t in text[keep]]
+    has_previous = np.zeros(len(dialog), dtype=bool)
+    has_previous[1:] = dialog[1:] == dialog[:-1]
+    previous = np.where(has_previous[keep], text[np.maximum(keep - 1, 0)], "")
     for back in range(1, context_turns + 1):
         source = keep - back
         valid = source >= 0
@@ -77,6 +82,7 @@ def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0) -> pd.D
             "turn": utterances["turn"].to_numpy()[keep],
             "turns": turns,
             "text": text[keep],
+            "previous_text": previous,
             "label": emotion[keep + 1].astype(np.int64),
             "current_label": emotion[keep].astype(np.int64),
         }
@@ -98,6 +104,7 @@ def normalise_split(split: CheckedSplit, context_turns: int) -> pd.DataFrame:
                 "turn": np.zeros(len(frame), dtype=np.int64),
                 "turns": [[t] for t in frame["text"]],
                 "text": frame["text"].to_numpy(dtype=object),
+                "previous_text": np.full(len(frame), "", dtype=object),
                 "label": frame["label"].to_numpy(dtype=np.int64),
                 "current_label": np.full(len(frame), UNKNOWN_EMOTION, dtype=np.int64),
             }

@@ -16,7 +16,7 @@ import torch
 
 from arguments import DataArguments, TrainingConfig
 from decision import fit_tau
-from inference import Classifier, model_outputs
+from inference import Classifier, memory_queries, model_outputs
 from knn_memory import KnnMemory, fit_memory
 from metrics import headline_metrics
 from utils import prepare_splits
@@ -91,10 +91,12 @@ def final_forecasts(
     prior: list[float],
     batch_size: int,
     fit: Callable[[np.ndarray], tuple[dict[str, Any], tuple[bool, float]]],
+    key_turns: int = 1,
 ) -> FinalForecasts:
     """Score `frames` (validation, maybe test) through the same inference code as evaluation and
     prediction (Trainer.predict returns rows in length-grouped order when group_by_length is on),
-    then fit the decision rule with `fit`, and the memory of `memory_frame`'s rows if given."""
+    then fit the decision rule with `fit`, and the memory of `memory_frame`'s rows, keyed on
+    `key_turns` turns, if given."""
     embed = memory_frame is not None
     outputs = {
         split: model_outputs(trained, rows["turns"].tolist(), batch_size, True, embed) for split, rows in frames.items()
@@ -103,14 +105,27 @@ def final_forecasts(
     decision, score = fit(probs["validation"])
     forecasts = FinalForecasts(probs, decision, None, probs, decision)
     if embed:
+
+        def keys(rows: Any, embeddings: np.ndarray) -> np.ndarray:
+            turns, previous = rows["turns"].tolist(), rows["previous_text"].tolist()
+            return memory_queries(trained, key_turns, turns, previous, embeddings, batch_size, True)
+
+        queries = {split: keys(frames[split], embeddings) for split, (_, embeddings) in outputs.items()}
         embedded = model_outputs(trained, memory_frame["turns"].tolist(), batch_size, True, True)[1]
-        memory = KnnMemory(torch.from_numpy(embedded), torch.tensor(memory_frame["label"].to_numpy()), prior)
-        forecasts.decision, score = fit_memory(memory, probs["validation"], outputs["validation"][1], fit)
+        memory = KnnMemory(
+            torch.from_numpy(keys(memory_frame, embedded)),
+            torch.tensor(memory_frame["label"].to_numpy()),
+            prior,
+            key_turns=key_turns,
+        )
+        forecasts.decision, score = fit_memory(memory, probs["validation"], queries["validation"], fit)
         forecasts.memory = memory
-        forecasts.probs = {split: memory.mix(probs[split], queries) for split, (_, queries) in outputs.items()}
+        forecasts.probs = {split: memory.mix(probs[split], queries[split]) for split in outputs}
         logger.info(
-            "knn_memory: %d rows, neighbours %d, temperature %g, weight %g (0: the classifier alone)",
+            "knn_memory: %d rows keyed on %d turn(s), neighbours %d, temperature %g, weight %g "
+            "(0: the classifier alone)",
             len(memory.labels),
+            memory.key_turns,
             memory.neighbours,
             memory.temperature,
             memory.weight,

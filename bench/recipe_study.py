@@ -13,6 +13,8 @@ bench/results/study.md.
 - `tfidf-*`: the TF-IDF + LR baseline (no neural model) trained on the rows a recipe would see, to
   tell how much the amount of train data is worth before paying for it in fine-tuning:
   `tfidf-16k-keep*` on 16,000 rows, `tfidf-keep*` on all rows, neutral kept at the given ratio.
+  `tfidf-keep1.0-ctx1` reads the previous and the current utterance, as a two-turn memory does;
+  its test is scored as a reference for the goal, which reads the current utterance alone.
 - `screen-*`: one epoch over 16,000 train rows (context 0, max_length 64, neutral rows kept at
   NEUTRAL_KEEP), the quickstart's budget: each lever against the `screen-control` recipe
   (full fine-tuning, cross entropy + balanced weights, lr 5e-5); `screen-ctx2-*` is the kept
@@ -50,6 +52,11 @@ bench/results/study.md.
   every train row. Picked on validation (seed 42, then 43: Macro_F1 0.26 -> 0.34 and 0.36), the
   `train_split` memory went into args/cpu_best.json; those three rows score test.
   `final-memory-seed42` runs args/cpu_best.json, memory included, end to end, seed 42.
+  These rows key the memory on the model's input alone (`knn_memory_turns` 1).
+  `final-memory2-seed42` runs today's args/cpu_best.json (two-turn memory) end to end, seed 42.
+  `memory-2turns-seed*` key it on the current and the previous utterance (`knn_memory_turns` 2);
+  picked on validation over the one-turn rows (Macro_F1 mean of the three seeds), it went into
+  args/cpu_best.json; those three rows score test.
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -144,26 +151,33 @@ CONFIGS: dict[str, dict] = {
 # file end to end.
 with open("args/cpu_best.json", encoding="utf-8") as _handle:
     CPU_BEST_FILE = {k: v for k, v in json.load(_handle).items() if k != "output_dir"}
-CPU_BEST = {k: v for k, v in CPU_BEST_FILE.items() if k != "knn_memory"}
+CPU_BEST = {k: v for k, v in CPU_BEST_FILE.items() if not k.startswith("knn_memory")}
 # The second pick, sqrt_balanced class weights, came from scale-sqrtw on validation (seed 42): that
 # run is its seed 42, its test scored after the pick; three seeds then put it level with the first.
 SQRTW_PICK = {**CPU_BEST, "class_weights": "sqrt_balanced"}
 FINAL: dict[str, dict] = {
     **{f"final-seed{seed}": {**CPU_BEST, "seed": seed} for seed in (42, 43, 44)},
     **{f"final-sqrtw-seed{seed}": {**SQRTW_PICK, "seed": seed} for seed in (43, 44)},
-    "final-memory-seed42": {**CPU_BEST_FILE, "seed": 42},
+    "final-memory-seed42": {**CPU_BEST_FILE, "seed": 42, "knn_memory_turns": 1},
+    "final-memory2-seed42": {**CPU_BEST_FILE, "seed": 42},
 }
 # A knn memory (`knn_memory`) fitted on a final row's saved classifier by the code that fine-tuning
-# runs after training: (that row, the memory's rows).
-MEMORY: dict[str, tuple[str, str]] = {
-    "memory-trained_rows-seed42": ("final-seed42", "trained_rows"),
-    **{f"memory-train_split-seed{seed}": (f"final-seed{seed}", "train_split") for seed in (42, 43, 44)},
+# runs after training: (that row, the memory's rows, the turns that key them).
+MEMORY: dict[str, tuple[str, str, int]] = {
+    "memory-trained_rows-seed42": ("final-seed42", "trained_rows", 1),
+    **{f"memory-train_split-seed{seed}": (f"final-seed{seed}", "train_split", 1) for seed in (42, 43, 44)},
+    **{f"memory-2turns-seed{seed}": (f"final-seed{seed}", "train_split", 2) for seed in (42, 43, 44)},
 }
-MEMORY_PICK = [f"memory-train_split-seed{seed}" for seed in (42, 43, 44)]
+MEMORY_PICK = [f"memory-2turns-seed{seed}" for seed in (42, 43, 44)]
 PICKS = {
-    "args/cpu_best.json (knn_memory train_split)": MEMORY_PICK,
+    "args/cpu_best.json (knn_memory train_split, keyed on 2 turns)": MEMORY_PICK,
+    "the one-turn memory (knn_memory train_split, knn_memory_turns 1)": [
+        f"memory-train_split-seed{seed}" for seed in (42, 43, 44)
+    ],
     "args/cpu_best.json's classifier alone (no knn_memory)": ["final-seed42", "final-seed43", "final-seed44"],
-    "args/cpu_best.json run end to end in one command": ["final-memory-seed42"],
+    "args/cpu_best.json run end to end in one command": ["final-memory2-seed42"],
+    "the one-turn memory run end to end in one command": ["final-memory-seed42"],
+    "reference, not a pick: TF-IDF on the previous and current utterance": ["tfidf-keep1.0-ctx1"],
     "the sqrt_balanced pick (not kept)": ["scale-sqrtw", "final-sqrtw-seed43", "final-sqrtw-seed44"],
 }
 KEEP_ALL = {
@@ -189,9 +203,14 @@ SCALE: dict[str, dict] = {
 }
 PROBES = ("pooler", "mean")
 TFIDF: dict[str, dict] = {
-    f"tfidf{'-16k' if rows else ''}-keep{keep}": {"rows": rows, "keep": keep}
-    for rows in (16000, None)
-    for keep in (0.25, 0.5, 1.0)
+    **{
+        f"tfidf{'-16k' if rows else ''}-keep{keep}": {"rows": rows, "keep": keep}
+        for rows in (16000, None)
+        for keep in (0.25, 0.5, 1.0)
+    },
+    # The baseline given the two turns a two-turn memory reads (previous and current utterance),
+    # test scored as a reference: the goal's TF-IDF reads the current utterance alone.
+    "tfidf-keep1.0-ctx1": {"rows": None, "keep": 1.0, "context": 1, "score_test": True},
 }
 
 
@@ -204,18 +223,23 @@ def validation_row(probs: np.ndarray, labels: np.ndarray, prior: list[float]) ->
     return {"tau": tau, **classification_metrics(labels, decide(probs, "prior_corrected", tau, prior))}
 
 
-def run_tfidf(rows: int | None, keep: float) -> dict:
+def run_tfidf(rows: int | None, keep: float, context: int = 0, score_test: bool = False) -> dict:
     from baselines import fit_probabilities
     from utils import prepare_splits
 
-    frames = prepare_splits(DATASET, ["train", "validation"], 0, keep, 42, max_rows={"train": rows}).splits
+    splits = ["validation", "test"] if score_test else ["validation"]
+    frames = prepare_splits(DATASET, ["train", *splits], context, keep, 42, max_rows={"train": rows}).splits
     texts = {split: [" ".join(turns) for turns in frame["turns"]] for split, frame in frames.items()}
     labels = frames["train"]["label"].to_numpy()
-    probs = fit_probabilities("tfidf", texts["train"], labels, {"validation": texts["validation"]})["validation"]
-    return {
-        "train_rows": len(labels),
-        "validation": validation_row(probs, frames["validation"]["label"].to_numpy(), train_prior(labels)),
-    }
+    prior = train_prior(labels)
+    probs = fit_probabilities("tfidf", texts["train"], labels, {split: texts[split] for split in splits})
+    row = {"train_rows": len(labels), "context_turns": context}
+    row["validation"] = validation_row(probs["validation"], frames["validation"]["label"].to_numpy(), prior)
+    if score_test:
+        tau = row["validation"]["tau"]
+        predicted = decide(probs["test"], "prior_corrected", tau, prior)
+        row["test"] = classification_metrics(frames["test"]["label"].to_numpy(), predicted)
+    return row
 
 
 def run_probes() -> dict[str, dict]:
@@ -289,17 +313,17 @@ def run_config(name: str, values: dict, score_test: bool) -> dict:
     return {"config": values, **{k: result.metrics[k] for k in keep if k in result.metrics}}
 
 
-def run_memory(run: str, rows: str, score_test: bool) -> dict:
-    """The knn memory of `rows` on the saved classifier of the finished row `run`, fitted on
-    validation by `validation_fit.final_forecasts`, the code a fine-tuning run with `knn_memory` ends with:
-    what that recipe gives with the memory, for that run's seed."""
+def run_memory(run: str, rows: str, key_turns: int, score_test: bool) -> dict:
+    """The knn memory of `rows`, keyed on `key_turns` turns, on the saved classifier of the finished
+    row `run`, fitted on validation by `validation_fit.final_forecasts`, the code a fine-tuning run
+    with `knn_memory` ends with: what that recipe gives with the memory, for that run's seed."""
     from decision import decide_with_metadata
     from inference import load_classifier
     from utils import prepare_splits
     from validation_fit import final_forecasts, fit_decision, memory_rows
 
     with open(os.path.join(RUNS, run, "run_config.json"), encoding="utf-8") as handle:
-        values = {**json.load(handle), "knn_memory": rows}
+        values = {**json.load(handle), "knn_memory": rows, "knn_memory_turns": key_turns}
     (data_args, _, _, cfg), _ = build_instances(values, FINE_TUNE_CLASSES, run, set(), TrainingArguments)
     classifier = load_classifier(os.path.join(RUNS, run), device="cpu")
     splits = ["validation", "test"] if score_test else ["validation"]
@@ -315,8 +339,10 @@ def run_memory(run: str, rows: str, score_test: bool) -> dict:
         prior,
         BASE["eval_batch_size"],
         lambda probs: fit_decision(cfg, probs, labels["validation"], prior, weights),
+        key_turns,
     )
-    row = {"config": {"classifier": run, "knn_memory": rows}, "tau": final.decision["tau"]}
+    row = {"config": {"classifier": run, "knn_memory": rows, "knn_memory_turns": key_turns}}
+    row["tau"] = final.decision["tau"]
     row["knn_memory"] = final.memory.settings(rows)
     for split in splits:
         row[split] = classification_metrics(
@@ -380,7 +406,8 @@ def report() -> str:
     text += markdown_table("configuration", rows)
     for pick, names in PICKS.items():
         scored = [n for n in names if "test" in results.get(n, {})]
-        test_rows = [(f"{n} (tau {results[n]['tau']:.2f})", results[n]["test"]) for n in scored]
+        taus = {n: results[n].get("tau", results[n]["validation"].get("tau")) for n in scored}
+        test_rows = [(f"{n} (tau {taus[n]:.2f})", results[n]["test"]) for n in scored]
         if not test_rows:
             continue
         text += f"\n## Test (6,740 rows): {pick}, picked on validation\n\n" + markdown_table("configuration", test_rows)

@@ -27,6 +27,7 @@ def test_offline_recipes_use_the_levers_the_study_kept(name):
     assert data.context_turns == 0 and data.neutral_keep_ratio == 0.25
     # The quickstart's 10 minutes allow a memory of its own 16,000 rows, not of the whole split.
     assert train.knn_memory == {"quickstart.json": "trained_rows", "cpu_best.json": "train_split"}[name]
+    assert train.knn_memory_turns == 2
 
 
 def test_cpu_best_trains_on_the_whole_train_split_and_stops_early():
@@ -41,6 +42,7 @@ def test_reference_recipe_loads_stops_early_and_carries_over_the_study():
     assert model.use_lora and train.early_stopping_patience == 2
     assert passthrough["optim"] == "paged_adamw_32bit"
     assert (loss.loss, loss.class_weights, train.knn_memory) == ("cross_entropy", "balanced", "train_split")
+    assert train.knn_memory_turns == 2
     assert (train.metric_for_best_model, train.decision_rule, train.decision_metric) == (
         "Macro_F1",
         "prior_corrected",

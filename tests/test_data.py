@@ -78,6 +78,7 @@ def test_shift_never_crosses_dialogues_when_rows_are_interleaved():
         [7, 1, "a1", 6, 4],
     ]
     assert shifted["turns"].tolist() == [["b0"], ["a0"], ["a0", "a1"]]
+    assert shifted["previous_text"].tolist() == ["", "", "a0"]  # what a two-turn knn memory is keyed on
 
 
 def test_turn_column_orders_shuffled_rows():
@@ -126,6 +127,7 @@ def test_shifted_layout_is_used_as_is_and_refuses_context(tmp_path):
     frame = prepare_splits(str(tmp_path)).splits["test"]
     assert frame[["text", "label"]].values.tolist() == [["hi", 4], ["bye", 0]]
     assert frame["current_label"].tolist() == [UNKNOWN_EMOTION] * 2  # this layout does not carry it
+    assert frame["previous_text"].tolist() == ["", ""]  # nor the utterance before
     with pytest.raises(UserError, match="already shifted .* context_turns must be 0"):
         prepare_splits(str(tmp_path), context_turns=1)
 

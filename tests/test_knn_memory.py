@@ -14,8 +14,8 @@ import torch
 from conftest import make_dialogues, tiny_config, write_jsonl
 from decision import decide_with_metadata
 from errors import UserError
-from inference import load_classifier, model_outputs, predict_proba
-from knn_memory import MEMORY_FILE, KnnMemory, fit_memory, load_memory, save_memory
+from inference import load_classifier, memory_queries, model_outputs, predict_proba
+from knn_memory import MEMORY_FILE, KnnMemory, fit_memory, load_memory, memory_keys, save_memory
 from metrics import classification_metrics
 from predictor import EmotionPredictor
 from training import run_fine_tuning
@@ -54,6 +54,20 @@ def test_mix_is_the_weighted_mean_and_weight_zero_is_the_classifier():
     np.testing.assert_allclose(memory.mix(probs, queries), expected, atol=1e-6)
 
 
+def test_a_two_turn_key_matches_on_both_turns():
+    current = np.array([[3.0, 0], [0, 2.0], [1.0, 0]])
+    previous = np.array([[0, 5.0], [0, 0], [1.0, 1.0]])  # row 1 starts its dialogue
+    keys = memory_keys(current, previous)
+    # Each part is L2-normalised; a missing previous utterance stays zero.
+    np.testing.assert_allclose(keys, [[1, 0, 0, 1], [0, 1, 0, 0], [1, 0, 2**-0.5, 2**-0.5]], atol=1e-6)
+    assert memory_keys(current, None) is current
+    # Once normalised as memory rows, the cosine of two keys is the mean of the two turns' cosines.
+    memory = KnnMemory(torch.tensor(keys), torch.tensor([0, 1, 2]), UNIFORM, key_turns=2)
+    similarities, indices = memory.nearest(keys[:1], 3)
+    assert indices[0].tolist() == [0, 2, 1]
+    assert similarities[0].tolist() == pytest.approx([1.0, (1 + 2**-0.5) / 2, 0.0], abs=1e-3)
+
+
 def fit_by_accuracy(labels: np.ndarray):
     def fit(probs: np.ndarray):
         accuracy = classification_metrics(labels, probs.argmax(-1))["Accuracy"]
@@ -81,10 +95,11 @@ def test_fit_keeps_a_memory_that_helps_and_drops_one_that_does_not():
     assert useless.weight == 0 and score == 1.0
 
 
-@pytest.fixture(scope="module")
-def memory_run(tmp_path_factory, tiny_model_dir):
+@pytest.fixture(scope="module", params=[1, 2], ids=["key1turn", "key2turns"])
+def memory_run(request, tmp_path_factory, tiny_model_dir):
     """A full fine-tune of 4 steps whose validation and test dialogues also occur in train (as a
-    quarter of DailyDialog's test utterances do): the memory finds them, the classifier cannot yet."""
+    quarter of DailyDialog's test utterances do): the memory finds them, the classifier cannot yet.
+    Its memory is keyed on one turn, then on two (`knn_memory_turns`)."""
     data = tmp_path_factory.mktemp("duplicated_dialogues")
     train = make_dialogues(120, 1)
     write_jsonl(str(data / "train.jsonl"), train)
@@ -100,6 +115,7 @@ def memory_run(tmp_path_factory, tiny_model_dir):
             max_steps=4,
             neutral_keep_ratio=0.5,
             knn_memory="train_split",
+            knn_memory_turns=request.param,
             decision_rule="prior_corrected",
         )
     )
@@ -111,6 +127,8 @@ def test_a_run_keeps_the_memory_that_validation_rewards(memory_run):
     settings = metrics["knn_memory"]
     every_train_row = len(prepare_splits(data, ["train"]).splits["train"])
     assert settings["rows"] == "train_split" and settings["size"] == every_train_row
+    with open(os.path.join(out, "run_config.json"), encoding="utf-8") as handle:
+        assert settings["key_turns"] == json.load(handle)["knn_memory_turns"]
     assert settings["weight"] > 0
     assert metrics["validation"]["Macro_F1"] > metrics["validation_classifier_alone"]["Macro_F1"] + 0.2
     with open(os.path.join(out, "model", "emotion_predictor.json"), encoding="utf-8") as handle:
@@ -118,19 +136,33 @@ def test_a_run_keeps_the_memory_that_validation_rewards(memory_run):
     with open(os.path.join(out, "run_config.json"), encoding="utf-8") as handle:
         assert json.load(handle)["knn_memory"] == "train_split"
     with open(os.path.join(out, "report.txt"), encoding="utf-8") as handle:
-        assert f"mixed with a knn memory of {every_train_row:,} train_split rows (weight " in handle.read()
+        expected = (
+            f"mixed with a knn memory of {every_train_row:,} train_split rows keyed on {settings['key_turns']} turn"
+        )
+        assert expected in handle.read()
 
 
 def test_every_loader_forecasts_with_the_saved_memory(memory_run):
     out, data, metrics = memory_run
     classifier = load_classifier(out, device="cpu")
     assert classifier.memory is not None and len(classifier.memory.labels) == metrics["knn_memory"]["size"]
+    key_turns = classifier.memory.key_turns
+    assert classifier.memory.embeddings.shape[1] == key_turns * classifier.model.config.hidden_size
     test = prepare_splits(data, ["test"]).splits["test"]
-    turns = test["turns"].tolist()
-    probs = predict_proba(classifier, turns)
-    alone, queries = model_outputs(classifier, turns, embed=True)
+    turns, previous = test["turns"].tolist(), test["previous_text"].tolist()
+    probs = predict_proba(classifier, turns, previous=previous)
+    alone, embeddings = model_outputs(classifier, turns, embed=True)
+    queries = memory_queries(classifier, key_turns, turns, previous, embeddings)
     np.testing.assert_allclose(probs, classifier.memory.mix(alone, queries), atol=1e-6)
     assert not np.allclose(probs, alone, atol=1e-3)
+    if key_turns == 2:
+        # The previous utterance's part is its embedding alone, reused from the rows that score it.
+        later = next(i for i, text in enumerate(previous) if text)
+        alone_previous = model_outputs(classifier, [[previous[later]]], embed=True)[1][0]
+        expected = alone_previous / np.linalg.norm(alone_previous)
+        np.testing.assert_allclose(queries[later, embeddings.shape[1] :], expected, atol=1e-4)
+        with pytest.raises(ValueError, match="needs each row's previous utterance"):
+            predict_proba(classifier, turns)
     # The saved model reproduces the run's own test figures, and the predictor forecasts the same.
     predicted = decide_with_metadata(probs, classifier.metadata)
     labels = test["label"].to_numpy()
@@ -138,8 +170,11 @@ def test_every_loader_forecasts_with_the_saved_memory(memory_run):
     assert classification_metrics(labels, predicted, weights)["Macro_F1"] == pytest.approx(
         metrics["test"]["Macro_F1"], abs=1e-6
     )
-    forecast = EmotionPredictor.from_pretrained(out, device="cpu").predict(turns[0])
-    assert forecast.probabilities["neutral"] == pytest.approx(float(probs[0, 0]), abs=1e-5)
+    predictor = EmotionPredictor.from_pretrained(out, device="cpu")
+    for row in (0, next(i for i, text in enumerate(previous) if text)):
+        history = [previous[row], *turns[row]] if previous[row] else turns[row]
+        forecast = predictor.predict(history)
+        assert list(forecast.probabilities.values()) == pytest.approx(probs[row].tolist(), abs=1e-5)
 
 
 def test_a_missing_or_broken_memory_file_is_one_clear_error(memory_run, tmp_path):
@@ -153,6 +188,16 @@ def test_a_missing_or_broken_memory_file_is_one_clear_error(memory_run, tmp_path
         handle.write(b"not safetensors")
     with pytest.raises(UserError, match="not a readable knn memory"):
         load_classifier(folder, device="cpu")
+    # Keys of the wrong width for the turns the metadata names: one line, not a shape error at forecast time.
+    shutil.copy(os.path.join(out, "model", MEMORY_FILE), folder)
+    metadata_path = os.path.join(folder, "emotion_predictor.json")
+    with open(metadata_path, encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    metadata["knn_memory"]["key_turns"] = 3 - metadata["knn_memory"]["key_turns"]
+    with open(metadata_path, "w", encoding="utf-8") as handle:
+        json.dump(metadata, handle)
+    with pytest.raises(UserError, match="knn memory keys have .* values, the model's"):
+        load_classifier(folder, device="cpu")
 
 
 def test_saved_memory_round_trips_and_checks_its_size(tmp_path):
@@ -165,5 +210,8 @@ def test_saved_memory_round_trips_and_checks_its_size(tmp_path):
     assert torch.equal(loaded.embeddings, memory.embeddings)
     assert load_memory(str(tmp_path), {**metadata, "knn_memory": {**settings, "weight": 0.0}}) is None
     assert load_memory(str(tmp_path), {"train_prior": UNIFORM.tolist()}) is None
+    # Models saved before knn_memory_turns existed key on one turn.
+    older = {k: v for k, v in settings.items() if k != "key_turns"}
+    assert load_memory(str(tmp_path), {**metadata, "knn_memory": older}).key_turns == 1
     with pytest.raises(UserError, match="holds 3 rows, emotion_predictor.json says 4"):
         load_memory(str(tmp_path), {**metadata, "knn_memory": {**settings, "size": 4}})
