@@ -34,6 +34,9 @@ from utils import default_separator, encode_turns
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_LENGTH = 256
+# Utterance embeddings a Classifier keeps for a two-turn memory: in a conversation, the previous
+# utterance of one forecast was the last utterance of the forecast before, so it is not embedded again.
+RECENT_UTTERANCES = 1024
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Classifier:
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
     memory: KnnMemory | None = None
+    recent_utterances: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def locate_model_folder(path: str) -> str:
@@ -178,15 +182,22 @@ def memory_queries(
         return memory_keys(embeddings, None)
     if previous is None or len(previous) != len(turns):
         raise ValueError("a knn memory keyed on two turns needs each row's previous utterance")
-    # A one-turn row's embedding is its utterance's, so utterances scored as rows are not embedded again.
-    known = {row[0]: embeddings[i] for i, row in enumerate(turns) if len(row) == 1}
-    missing = sorted({text for text in previous if text and text not in known})
+    # A one-turn row's embedding is its utterance's, so utterances scored as rows (in this call or
+    # a recent one) are not embedded again.
+    recent = classifier.recent_utterances
+    scored = {row[0]: embeddings[i] for i, row in enumerate(turns) if len(row) == 1}
+    missing = sorted({text for text in previous if text and text not in scored and text not in recent})
     if missing:
-        known.update(zip(missing, model_outputs(classifier, [[t] for t in missing], batch_size, progress, True)[1]))
+        scored.update(zip(missing, model_outputs(classifier, [[t] for t in missing], batch_size, progress, True)[1]))
     before = np.zeros_like(embeddings)
     for row, text in enumerate(previous):
         if text:
-            before[row] = known[text]
+            before[row] = scored[text] if text in scored else recent[text]
+    for text, vector in list(scored.items())[-RECENT_UTTERANCES:]:
+        recent.pop(text, None)
+        recent[text] = vector.copy()  # a copy: a view would keep this call's whole array alive
+    for text in list(recent)[: max(len(recent) - RECENT_UTTERANCES, 0)]:
+        del recent[text]
     return memory_keys(embeddings, before)
 
 

@@ -177,6 +177,24 @@ def test_every_loader_forecasts_with_the_saved_memory(memory_run):
         assert list(forecast.probabilities.values()) == pytest.approx(probs[row].tolist(), abs=1e-5)
 
 
+def test_a_conversation_embeds_each_utterance_once(memory_run):
+    out, data, _ = memory_run
+    first, second, third = prepare_splits(data, ["test"]).splits["test"]["text"].tolist()[:3]
+    predictor = EmotionPredictor.from_pretrained(out, device="cpu")
+    key_turns = predictor.classifier.memory.key_turns
+    passes = []
+    predictor.classifier.model.register_forward_hook(lambda *_: passes.append(1))
+    predictor.predict([first, second])
+    # A two-turn key embeds the previous utterance alone: a second forward pass on the first forecast.
+    assert len(passes) == key_turns
+    passes.clear()
+    forecast = predictor.predict([first, second, third])
+    # The previous utterance was the last one of the forecast before: it is not embedded again.
+    assert len(passes) == 1
+    fresh = EmotionPredictor.from_pretrained(out, device="cpu").predict([first, second, third])
+    assert list(forecast.probabilities.values()) == pytest.approx(list(fresh.probabilities.values()), abs=1e-5)
+
+
 def test_a_missing_or_broken_memory_file_is_one_clear_error(memory_run, tmp_path):
     out, _, _ = memory_run
     folder = str(tmp_path / "model")
