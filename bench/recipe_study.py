@@ -53,10 +53,10 @@ bench/results/study.md.
   `train_split` memory went into args/cpu_best.json; those three rows score test.
   `final-memory-seed42` runs args/cpu_best.json, memory included, end to end, seed 42.
   These rows key the memory on the model's input alone (`knn_memory_turns` 1).
-  `final-memory2-seed42` runs today's args/cpu_best.json (two-turn memory) end to end, seed 42.
   `memory-2turns-seed*` key it on the current and the previous utterance (`knn_memory_turns` 2);
   picked on validation over the one-turn rows (Macro_F1 mean of the three seeds), it went into
-  args/cpu_best.json; those three rows score test.
+  args/cpu_best.json; those three rows score test. `final-memory2-seed42` runs today's
+  args/cpu_best.json (two-turn memory) end to end, seed 42.
 
 Every row is scored on the whole validation split (7,069 rows) with the prior-corrected rule, tau
 fitted on validation Macro_F1 (so validation figures are in-sample for tau, alike for every row).
@@ -212,6 +212,8 @@ TFIDF: dict[str, dict] = {
     # test scored as a reference: the goal's TF-IDF reads the current utterance alone.
     "tfidf-keep1.0-ctx1": {"rows": None, "keep": 1.0, "context": 1, "score_test": True},
 }
+# Every row, in the order the study runs and reports them.
+ROWS = [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE) + list(MEMORY)
 
 
 def result_path(name: str) -> str:
@@ -392,7 +394,7 @@ def run(name: str) -> None:
 
 def report() -> str:
     results = {}
-    for name in [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE) + list(MEMORY):
+    for name in ROWS:
         if os.path.isfile(result_path(name)):
             with open(result_path(name), encoding="utf-8") as handle:
                 results[name] = json.load(handle)
@@ -424,8 +426,7 @@ def report() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [f"probe-{p}" for p in PROBES] + list(TFIDF) + list(CONFIGS) + list(FINAL) + list(SCALE) + list(MEMORY)
-    parser.add_argument("--only", nargs="*", choices=names, help="run only these configurations")
+    parser.add_argument("--only", nargs="*", choices=ROWS, help="run only these configurations")
     parser.add_argument("--report_only", action="store_true", help="rebuild the table from saved results")
     picked = [n for names in PICKS.values() for n in names if n not in FINAL and n not in MEMORY]
     parser.add_argument(
@@ -436,7 +437,7 @@ def main() -> None:
     for name in args.score_test:
         score_test_after_pick(name)
     if not args.report_only and not args.score_test:
-        for name in args.only or names:
+        for name in args.only or ROWS:
             if os.path.isfile(result_path(name)):
                 print(f"{name}: done, skipped ({result_path(name)})")
                 continue
