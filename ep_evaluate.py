@@ -2,41 +2,12 @@
 
     uv run python ep_evaluate.py --json_file args/ep_evaluate_arg.json [--key value ...]
 
-Writes report.txt, metrics.json, predictions.csv and confusion_matrix.png per model, the
-baselines' figures (baselines.json), and comparison.md/.csv/.png of the models and baselines
-(see evaluation.py and docs/evaluation.md).
+A thin entry point: the work is in `emotion_predictor.cli.evaluate` (also the `ep-evaluate` command).
 """
 
-from __future__ import annotations
+from emotion_predictor.cli.evaluate import cli, main
 
-import logging
-from collections.abc import Sequence
-
-from errors import run_main
-from logs import setup_logging
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    from arguments import EvaluateArguments
-    from config import load_config
-
-    (args,), _, _ = load_config((EvaluateArguments,), argv, prog="ep_evaluate.py", description=__doc__)
-    from hub import PACKAGE_PREFIX, is_local_path, resolve_model_path
-
-    for model in args.models:  # a missing folder fails here, before torch is even imported
-        if is_local_path(model) or model.startswith(PACKAGE_PREFIX):
-            resolve_model_path(model)
-
-    from evaluation import run_evaluation
-
-    run_evaluation(args)
-
-
-def cli() -> None:
-    """The console script `ep-evaluate`, and `python ep_evaluate.py`."""
-    setup_logging(logging.INFO)
-    run_main(main)
-
+__all__ = ["cli", "main"]
 
 if __name__ == "__main__":
     cli()

@@ -21,13 +21,13 @@ import time
 
 import numpy as np
 
-from baselines import BASELINES, fit_probabilities
 from bench.scoring import decision_rows, markdown_table
-from decision import train_prior
-from metrics import classification_metrics, subset_figures
-from output_files import write_json
-from train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit
-from utils import prepare_splits
+from emotion_predictor.data.train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.evaluation.baselines import BASELINES, fit_probabilities
+from emotion_predictor.evaluation.metrics import classification_metrics, subset_figures
+from emotion_predictor.output_files import write_json
+from emotion_predictor.prediction.decision import train_prior
 
 
 def joined(frame) -> list[str]:

@@ -29,8 +29,8 @@ import sys
 import tempfile
 import time
 
-from errors import first_line
-from tables import markdown_table
+from emotion_predictor.errors import first_line
+from emotion_predictor.tables import markdown_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,9 +103,9 @@ def step_timer(torch):
 def fine_tune(args: argparse.Namespace, settings: dict, output_dir: str, timer) -> None:
     from transformers import TrainingArguments
 
-    from arguments import FINE_TUNE_CLASSES
-    from config import build_instances
-    from training import run_fine_tuning
+    from emotion_predictor.arguments import FINE_TUNE_CLASSES
+    from emotion_predictor.config import build_instances
+    from emotion_predictor.training.recipe import run_fine_tuning
 
     values = {
         "model_name_or_path": MODEL,

@@ -29,8 +29,8 @@ import argparse
 import os
 import time
 
-from errors import UserError, run_main
-from tables import markdown_table
+from emotion_predictor.errors import UserError, run_main
+from emotion_predictor.tables import markdown_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = 0.03  # speed-ups in [0.97, 1.0) are reported as equal, not slower
@@ -74,10 +74,10 @@ def main() -> None:
     from transformers import pipeline
     from transformers.utils import logging as transformers_logging
 
-    from inference import window
-    from labels import EMOTIONS, canonical_emotion
-    from predictor import EmotionPredictor
-    from utils import prepare_splits
+    from emotion_predictor.data.utils import prepare_splits
+    from emotion_predictor.labels import EMOTIONS, canonical_emotion
+    from emotion_predictor.prediction.inference import window
+    from emotion_predictor.prediction.predictor import EmotionPredictor
 
     transformers_logging.disable_progress_bar()
     if args.threads:

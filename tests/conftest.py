@@ -99,7 +99,7 @@ def build_tiny_bert(folder: str, id2label: dict[int, str] | None = None, seed: i
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from labels import ID2LABEL
+    from emotion_predictor.labels import ID2LABEL
 
     tokenizer = build_tokenizer(folder)
     labels = id2label or ID2LABEL
@@ -130,7 +130,7 @@ def tiny_model_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory, tiny_model_dir, tiny_dataset_dir) -> str:
     """A finished fine-tuning run (LoRA, focal loss) on the tiny model and data."""
-    from training import run_fine_tuning
+    from emotion_predictor.training.recipe import run_fine_tuning
 
     out = str(tmp_path_factory.mktemp("tiny_run"))
     run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, out))
@@ -141,8 +141,8 @@ def tiny_config(model_dir: str, dataset_dir: str, output_dir: str, **overrides):
     """The four argument objects and pass-through dict of a fast tiny fine-tuning run."""
     from transformers import TrainingArguments
 
-    from arguments import FINE_TUNE_CLASSES
-    from config import build_instances
+    from emotion_predictor.arguments import FINE_TUNE_CLASSES
+    from emotion_predictor.config import build_instances
 
     values = {
         "model_name_or_path": model_dir,
@@ -169,7 +169,7 @@ def cli_error_lines(main, argv: list[str], monkeypatch, capsys) -> list[str]:
     traceback. Returns the `error:` lines it printed."""
     import sys
 
-    from errors import run_main
+    from emotion_predictor.errors import run_main
 
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exited:
@@ -185,7 +185,7 @@ def cli_exit(main, argv: list[str], monkeypatch, capsys) -> tuple[int, list[str]
     as the command line `argv`, with no traceback; returns (exit code, the `error:` lines printed)."""
     import sys
 
-    from errors import run_main
+    from emotion_predictor.errors import run_main
 
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exited:

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
-from config import load_config
 from conftest import ROOT
+from emotion_predictor.arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
+from emotion_predictor.config import load_config
 
 
 def load(name: str):

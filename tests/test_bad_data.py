@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import cli_error_lines, write_jsonl
-from errors import UserError
-from utils import prepare_splits
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.errors import UserError
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 TEXT_FORMATS = ("jsonl", "json", "csv")
@@ -169,10 +169,10 @@ def test_parquet_bytes_instead_of_text(tmp_path):
 def test_empty_dialogue_is_skipped_with_one_warning(tmp_path, fmt, caplog):
     empty = {"dialog_id": 1, "utterances": [], "emotions": []}
     path = write_split(tmp_path, fmt, [dialogue(0), empty, dialogue(2), dict(empty, dialog_id=3)])
-    with caplog.at_level(logging.WARNING, logger="data_sources"):
+    with caplog.at_level(logging.WARNING, logger="emotion_predictor.data.checks"):
         frame = prepare_splits(str(tmp_path)).splits["train"]
     assert frame["dialog_id"].tolist() == [0, 2]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "data_sources"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "emotion_predictor.data.checks"]
     assert warnings == [f"{path}: skipped 2 empty dialogue(s) (no utterances), first at {place(path, fmt, 1)}"]
 
 

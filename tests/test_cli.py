@@ -19,7 +19,7 @@ HEAVY = ("torch", "transformers", "peft", "datasets", "optuna")
 
 PROBE = r"""
 import contextlib, importlib, io, json, sys
-from errors import ConfigError
+from emotion_predictor.errors import ConfigError
 
 cases, report = json.loads(sys.argv[1]), []
 for script, argv in cases:

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
-from config import load_config, passthrough_keys
 from conftest import cli_exit
-from errors import ConfigError
+from emotion_predictor.arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
+from emotion_predictor.config import load_config, passthrough_keys
+from emotion_predictor.errors import ConfigError
 
 BASE = {"model_name_or_path": "m", "dataset": "d", "output_dir": "o"}
 

@@ -14,13 +14,13 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback, TrainingArguments
 
 from conftest import tiny_config
-from current_emotion_task import HEAD_NAME, CurrentEmotionTask, current_emotion_loss
-from errors import ConfigError, UserError
-from focal_loss import FocalLoss
-from metrics import balanced_class_weights
-from modeling import load_base_model, output_layer, with_mean_pooling
-from training import run_fine_tuning
-from utils import prepare_splits
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.errors import ConfigError, UserError
+from emotion_predictor.evaluation.metrics import balanced_class_weights
+from emotion_predictor.modeling.sequence_classifier import load_base_model, output_layer, with_mean_pooling
+from emotion_predictor.training.current_emotion_task import HEAD_NAME, CurrentEmotionTask, current_emotion_loss
+from emotion_predictor.training.focal_loss import FocalLoss
+from emotion_predictor.training.recipe import run_fine_tuning
 
 
 def test_the_head_reads_what_the_output_layer_reads_and_detach_restores_the_model(tiny_model_dir):

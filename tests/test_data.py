@@ -11,16 +11,12 @@ import pandas as pd
 import pytest
 
 from conftest import REAL_DATA, build_tokenizer, requires_real_data, write_jsonl
-from data_sources import check_table, load_source
-from errors import UserError
-from utils import (
-    UNKNOWN_EMOTION,
-    encode_turns,
-    order_utterances,
-    prepare_splits,
-    shift_to_next_turn,
-    tokenize_split,
-)
+from emotion_predictor.data.checks import check_table
+from emotion_predictor.data.inputs import encode_turns
+from emotion_predictor.data.sources import load_source
+from emotion_predictor.data.tokenize import tokenize_split
+from emotion_predictor.data.utils import UNKNOWN_EMOTION, order_utterances, prepare_splits, shift_to_next_turn
+from emotion_predictor.errors import UserError
 
 EXPECTED = {
     "test": (6740, [5454, 102, 41, 14, 927, 94, 108]),

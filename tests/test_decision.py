@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from decision import TAU_GRID, decide, decide_with_metadata, describe_decision, fit_tau, train_prior
-from inference import load_classifier, predict_proba
-from metrics import classification_metrics
-from training import run_fine_tuning
-from utils import prepare_splits
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.evaluation.metrics import classification_metrics
+from emotion_predictor.prediction.decision import (
+    TAU_GRID,
+    decide,
+    decide_with_metadata,
+    describe_decision,
+    fit_tau,
+    train_prior,
+)
+from emotion_predictor.prediction.inference import load_classifier, predict_proba
+from emotion_predictor.training.recipe import run_fine_tuning
 
 
 def test_prior_corrected_with_tau_zero_is_argmax_and_tau_one_divides_the_prior():

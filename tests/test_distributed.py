@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from conftest import ROOT, tiny_config
+from emotion_predictor.training.recipe import run_fine_tuning
 from test_fine_tune import ONE_SGD_STEP, assert_same_weights, dropout_free_copy, encoder_change, saved_weights
-from training import run_fine_tuning
 
 AUDITED_FINE_TUNE = os.path.join(ROOT, "tests", "audited_fine_tune.py")
 RANK0_OUTPUTS = {"run_config.json", "data_stats.json", "metrics.json", "report.txt", "model"}

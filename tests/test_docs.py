@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-import arguments
 from conftest import ROOT
+from emotion_predictor import arguments
 
 
 def load_generator(name: str):
@@ -31,7 +31,9 @@ def test_generated_page_is_up_to_date(name):
 
 def test_configuration_page_has_a_row_for_every_key():
     text = load_generator("generate_configuration").render()
-    classes = [c for c in vars(arguments).values() if dataclasses.is_dataclass(c) and c.__module__ == "arguments"]
+    classes = [
+        c for c in vars(arguments).values() if dataclasses.is_dataclass(c) and c.__module__ == arguments.__name__
+    ]
     assert len(classes) >= 5
     missing = [
         f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c) if f"| `{f.name}` |" not in text
@@ -42,8 +44,9 @@ def test_configuration_page_has_a_row_for_every_key():
 def test_modules_page_has_a_row_for_every_module():
     text = load_generator("generate_modules").render()
     modules = [n for n in os.listdir(ROOT) if n.endswith(".py")]
-    modules += [os.path.join("sweep", n) for n in os.listdir(os.path.join(ROOT, "sweep")) if n.endswith(".py")]
-    assert len(modules) > 30
+    for folder, _, files in os.walk(os.path.join(ROOT, "emotion_predictor")):
+        modules += [os.path.relpath(os.path.join(folder, n), ROOT) for n in files if n.endswith(".py")]
+    assert len(modules) > 40
     assert not [m for m in modules if f"| `{m}` |" not in text]
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import REAL_DATA, build_tiny_bert, cli_exit, requires_real_data
-from labels import EMOTIONS, NUM_LABELS
+from emotion_predictor.labels import EMOTIONS, NUM_LABELS
 
 REFERENCE_BASE_LABELS = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -20,9 +20,9 @@ MODEL_FILES = ("report.txt", "metrics.json", "predictions.csv", "confusion_matri
 
 
 def evaluate(**values):
-    from arguments import EvaluateArguments
-    from config import build_instances
-    from evaluation import run_evaluation
+    from emotion_predictor.arguments import EvaluateArguments
+    from emotion_predictor.config import build_instances
+    from emotion_predictor.evaluation.evaluate import run_evaluation
 
     values = {"disable_tqdm": True, "device": "cpu", "baseline_cache_dir": None, **values}
     (args,), _ = build_instances(values, (EvaluateArguments,), "test", set())
@@ -122,7 +122,7 @@ def test_every_figure_in_metrics_json_is_recomputed_from_predictions_csv(compare
         f1_score,
     )
 
-    from metrics import format_report
+    from emotion_predictor.evaluation.metrics import format_report
 
     folder = os.path.join(compared, name)
     record, table = read_outputs(folder)
@@ -239,7 +239,7 @@ def test_comparing_two_models_writes_one_row_each_and_valid_plots(compared, over
         row = table[table["model"] == name].iloc[0]
         assert row["Macro_F1"] == pytest.approx(record["metrics"]["Macro_F1"])
         assert row["F1_surprise"] == pytest.approx(record["metrics"]["F1_surprise"])
-    from comparison import COMPARED
+    from emotion_predictor.evaluation.comparison import COMPARED
 
     for column in COMPARED:  # the best model(s) per column are marked, none where all tie
         winners = table.loc[table[column] == table[column].max(), "model"].tolist()
@@ -359,7 +359,7 @@ def old_prior_corrected_run(tmp_path_factory, tiny_run_dir) -> str:
 def test_old_model_gets_weights_recomputed_from_its_train_recipe_and_baselines_follow_it(
     tmp_path, old_prior_corrected_run, overlap_dataset_dir
 ):
-    from decision import TAU_GRID
+    from emotion_predictor.prediction.decision import TAU_GRID
 
     evaluate(models=f"{old_prior_corrected_run}/model", dataset=overlap_dataset_dir, output_dir=str(tmp_path))
     record, _ = read_outputs(str(tmp_path))
@@ -454,7 +454,7 @@ def test_real_test_split_supports(tmp_path, tiny_run_dir):
 
 
 def test_unmappable_head_and_non_model_folder_are_one_line_errors(tmp_path, tiny_dataset_dir):
-    from errors import UserError
+    from emotion_predictor.errors import UserError
 
     odd = build_tiny_bert(str(tmp_path / "odd"), id2label={i: f"mood_{i}" for i in range(NUM_LABELS)})
     with pytest.raises(UserError) as caught:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from labels import EMOTIONS
+from emotion_predictor.labels import EMOTIONS
 
 
 @pytest.fixture(scope="module")
 def cross_entropy_run(tmp_path_factory, tiny_model_dir, tiny_dataset_dir) -> str:
     """A tiny cross-entropy run without class weights, on half the neutral train rows."""
-    from training import run_fine_tuning
+    from emotion_predictor.training.recipe import run_fine_tuning
 
     out = str(tmp_path_factory.mktemp("ce_run"))
     run_fine_tuning(
@@ -67,9 +67,9 @@ def test_unweighted_cross_entropy_run_uses_balanced_weights_of_its_train_labels(
 def test_evaluation_reproduces_the_runs_f1_all_class_with_its_saved_weights(
     tmp_path, cross_entropy_run, tiny_dataset_dir
 ):
-    from arguments import EvaluateArguments
-    from config import build_instances
-    from evaluation import run_evaluation
+    from emotion_predictor.arguments import EvaluateArguments
+    from emotion_predictor.config import build_instances
+    from emotion_predictor.evaluation.evaluate import run_evaluation
 
     values = {
         "models": cross_entropy_run,

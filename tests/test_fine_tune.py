@@ -21,15 +21,15 @@ from safetensors.torch import load_file
 from sklearn.utils.class_weight import compute_class_weight
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback, pipeline
 
-from arguments import LossArguments, ModelArguments
 from conftest import ROOT, build_tiny_bert, tiny_config
-from errors import UserError
-from focal_loss import class_weights_for
-from labels import EMOTIONS
-from modeling import apply_lora, load_base_model
-from trainer_settings import prepare_tracking, resume_target, training_arguments
-from training import build_loss, run_fine_tuning
-from utils import prepare_splits
+from emotion_predictor.arguments import LossArguments, ModelArguments
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.errors import UserError
+from emotion_predictor.labels import EMOTIONS
+from emotion_predictor.modeling.sequence_classifier import apply_lora, load_base_model
+from emotion_predictor.training.focal_loss import class_weights_for
+from emotion_predictor.training.recipe import build_loss, run_fine_tuning
+from emotion_predictor.training.trainer_settings import prepare_tracking, resume_target, training_arguments
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 
@@ -263,7 +263,7 @@ HANG_AFTER_FIRST_CHECKPOINT = textwrap.dedent(
     import json, sys, time
     from transformers import TrainerCallback
     from conftest import tiny_config
-    from training import run_fine_tuning
+    from emotion_predictor.training.recipe import run_fine_tuning
 
     class Hang(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

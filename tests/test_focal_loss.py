@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from focal_loss import FocalLoss
+from emotion_predictor.training.focal_loss import FocalLoss
 
 
 def reference_focal(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:

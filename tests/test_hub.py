@@ -11,9 +11,9 @@ import socket
 import huggingface_hub.constants
 import pytest
 
-import hub
-from errors import UserError
-from modeling import load_base_model
+from emotion_predictor import hub
+from emotion_predictor.errors import UserError
+from emotion_predictor.modeling.sequence_classifier import load_base_model
 
 
 @pytest.fixture

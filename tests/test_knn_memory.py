@@ -12,14 +12,21 @@ import pytest
 import torch
 
 from conftest import make_dialogues, tiny_config, write_jsonl
-from decision import decide_with_metadata
-from errors import UserError
-from inference import load_classifier, memory_queries, model_outputs, predict_proba
-from knn_memory import MEMORY_FILE, KnnMemory, fit_memory, load_memory, memory_keys, save_memory
-from metrics import classification_metrics
-from predictor import EmotionPredictor
-from training import run_fine_tuning
-from utils import prepare_splits
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.errors import UserError
+from emotion_predictor.evaluation.metrics import classification_metrics
+from emotion_predictor.modeling.knn_memory import (
+    MEMORY_FILE,
+    KnnMemory,
+    fit_memory,
+    load_memory,
+    memory_keys,
+    save_memory,
+)
+from emotion_predictor.prediction.decision import decide_with_metadata
+from emotion_predictor.prediction.inference import load_classifier, memory_queries, model_outputs, predict_proba
+from emotion_predictor.prediction.predictor import EmotionPredictor
+from emotion_predictor.training.recipe import run_fine_tuning
 
 UNIFORM = np.full(7, 1 / 7)
 

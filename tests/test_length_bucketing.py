@@ -5,11 +5,13 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from conftest import REAL_DATA, requires_real_data, tiny_config
-from length_bucketing import LengthBucketSampler
-from modeling import load_base_model, load_tokenizer
-from trainer_settings import training_arguments
-from training import WeightedLossTrainer, build_loss
-from utils import default_separator, encode_turns, prepare_splits, tokenize_split
+from emotion_predictor.data.inputs import default_separator, encode_turns
+from emotion_predictor.data.tokenize import tokenize_split
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.modeling.sequence_classifier import load_base_model, load_tokenizer
+from emotion_predictor.training.length_bucketing import LengthBucketSampler
+from emotion_predictor.training.recipe import WeightedLossTrainer, build_loss
+from emotion_predictor.training.trainer_settings import training_arguments
 
 
 def batches_of(order, batch_size):

@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-import logs
-from progress import PlainProgress, TrainingProgress, show_progress, track
+from emotion_predictor import logs
+from emotion_predictor.progress import PlainProgress, TrainingProgress, show_progress, track
 
 QUIETENED = ("bitsandbytes.backends.cpu.ops", "", "transformers.modeling_utils")
 NEW_HEAD_REPORT = (
@@ -80,7 +80,7 @@ def test_library_progress_bars_are_off_when_stderr_is_not_a_terminal(logging_set
 
 def test_metrics_give_no_warning_when_a_predicted_class_is_absent(caplog):
     """Only torcheval's own log line remains, which `setup_logging` drops (tested above)."""
-    from metrics import classification_metrics
+    from emotion_predictor.evaluation.metrics import classification_metrics
 
     labels, predicted = np.array([0, 0, 4, 4]), np.array([0, 6, 4, 1])  # 1 and 6 predicted, never true
     with warnings.catch_warnings(), caplog.at_level(logging.WARNING):

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from metrics import balanced_class_weights, classification_metrics, format_report, headline_metrics, subset_figures
+from emotion_predictor.evaluation.metrics import (
+    balanced_class_weights,
+    classification_metrics,
+    format_report,
+    headline_metrics,
+    subset_figures,
+)
 
 
 def test_metrics_equal_scikit_learn():

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from length_bucketing import length_bucket_order
-from metrics import balanced_class_weights
-from neutral_rotation import NeutralRotation, NeutralRotationSampler
-from training import run_fine_tuning
-from utils import downsample_neutral, prepare_splits
+from emotion_predictor.data.utils import downsample_neutral, prepare_splits
+from emotion_predictor.evaluation.metrics import balanced_class_weights
+from emotion_predictor.training.length_bucketing import length_bucket_order
+from emotion_predictor.training.neutral_rotation import NeutralRotation, NeutralRotationSampler
+from emotion_predictor.training.recipe import run_fine_tuning
 
 # 40 neutral rows (label 0) among 70: a quarter is 10 neutral rows per epoch.
 LABELS = np.array([0] * 40 + [1, 2, 3, 4, 5, 6] * 5)

@@ -1,9 +1,8 @@
-"""The project is an installable package: the wheel holds every module and the sweep package with
-the four `ep-*` commands, and `import predictor` works from any folder without PYTHONPATH.
-
-Nothing at the top level is left out of the wheel on purpose: the entry scripts are the console
-scripts' targets, and mean_pooling.py is copied next to saved models. tests/, bench/, docs/,
-args/, examples/ and runs/ are not part of it.
+"""The project is an installable package: the wheel holds the `emotion_predictor` package, its
+`.dist-info` and nothing else at the top level (no generic `config`, `utils`, ... modules next to an
+application's own), with the `ep-*` commands; `from emotion_predictor import EmotionPredictor`
+works from any folder without PYTHONPATH. The root's thin `ep_*.py` scripts, tests/, bench/,
+docs/, args/, examples/ and runs/ are not part of it.
 """
 
 from __future__ import annotations
@@ -21,18 +20,19 @@ import pytest
 
 from conftest import ROOT
 
+PACKAGE = "emotion_predictor"
 CONSOLE_SCRIPTS = {
-    "ep-fine-tune": "ep_fine_tune:cli",
-    "ep-evaluate": "ep_evaluate:cli",
-    "ep-predict": "ep_predict:cli",
-    "ep-sweep": "ep_sweep:cli",
+    "ep-fine-tune": f"{PACKAGE}.cli.fine_tune:cli",
+    "ep-evaluate": f"{PACKAGE}.cli.evaluate:cli",
+    "ep-predict": f"{PACKAGE}.cli.predict:cli",
+    "ep-sweep": f"{PACKAGE}.cli.sweep:cli",
 }
 LEFT_OUT = ("tests/", "bench/", "docs/", "args/", "examples/", "runs/")
 IMPORT_CHECK = (
-    "import os, predictor\n"
-    "from predictor import EmotionPredictor\n"
-    "from predict_io import converse, predict_jsonl\n"
-    "print(os.path.realpath(predictor.__file__))\n"
+    "import os, emotion_predictor\n"
+    "from emotion_predictor import EmotionPredictor\n"
+    "from emotion_predictor.prediction.predict_io import converse, predict_jsonl\n"
+    "print(os.path.realpath(emotion_predictor.__file__))\n"
 )
 
 
@@ -44,10 +44,9 @@ def uv() -> str:
 
 
 def project_files() -> list[str]:
-    """The repository's top-level modules and the sweep package's modules, as wheel paths."""
-    top = sorted(name for name in os.listdir(ROOT) if name.endswith(".py"))
-    package = glob.glob(os.path.join(ROOT, "sweep", "**", "*.py"), recursive=True)
-    return top + sorted(os.path.relpath(path, ROOT).replace(os.sep, "/") for path in package)
+    """The package's modules, as wheel paths."""
+    package = glob.glob(os.path.join(ROOT, PACKAGE, "**", "*.py"), recursive=True)
+    return sorted(os.path.relpath(path, ROOT).replace(os.sep, "/") for path in package)
 
 
 def env_without_pythonpath() -> dict[str, str]:
@@ -65,7 +64,7 @@ def wheel(tmp_path_factory) -> str:
     return path
 
 
-def test_wheel_holds_every_module_the_sweep_package_and_the_console_scripts(wheel):
+def test_wheel_holds_the_package_alone_and_the_console_scripts(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
@@ -73,13 +72,13 @@ def test_wheel_holds_every_module_the_sweep_package_and_the_console_scripts(whee
         parser.read_string(archive.read(entry_points).decode("utf-8"))
 
     expected = project_files()
-    assert "predictor.py" in expected and "mean_pooling.py" in expected
+    assert f"{PACKAGE}/prediction/predictor.py" in expected and f"{PACKAGE}/modeling/mean_pooling.py" in expected
     missing = [name for name in expected if name not in names]
     assert not missing, f"not in the wheel: {missing}"
-    assert "sweep/__init__.py" in names or "sweep.py" in names  # the sweep, as a package once it is one
     assert not [n for n in names if n.startswith(LEFT_OUT)]
-    modules = [n for n in names if not n.startswith("emotion_predictor-")]
-    assert sorted(modules) == sorted(expected), "the wheel holds files that are not project modules"
+    assert {n.split("/")[0] for n in names} == {PACKAGE, next(n for n in names if ".dist-info/" in n).split("/")[0]}
+    modules = [n for n in names if ".dist-info/" not in n]
+    assert sorted(modules) == sorted(expected), "the wheel holds files that are not package modules"
     assert dict(parser["console_scripts"]) == CONSOLE_SCRIPTS
 
 
@@ -107,7 +106,9 @@ def imported_predictor_file(python: str, cwd) -> str:
 
 def test_import_predictor_from_another_folder_without_pythonpath(tmp_path):
     """The project environment (`uv sync` installs the project) imports it from anywhere."""
-    assert imported_predictor_file(sys.executable, tmp_path) == os.path.realpath(os.path.join(ROOT, "predictor.py"))
+    assert imported_predictor_file(sys.executable, tmp_path) == os.path.realpath(
+        os.path.join(ROOT, PACKAGE, "__init__.py")
+    )
 
 
 def test_installed_wheel_imports_predictor_and_has_the_commands(wheel, tmp_path):
@@ -129,6 +130,6 @@ def test_installed_wheel_imports_predictor_and_has_the_commands(wheel, tmp_path)
     with open(os.path.join(new_site, "project_dependencies.pth"), "w", encoding="utf-8") as handle:
         handle.write(sysconfig.get_paths()["purelib"] + "\n")
 
-    assert imported_predictor_file(python, tmp_path) == os.path.realpath(os.path.join(new_site, "predictor.py"))
+    assert imported_predictor_file(python, tmp_path) == os.path.realpath(os.path.join(new_site, PACKAGE, "__init__.py"))
     for command in CONSOLE_SCRIPTS:
         assert os.access(venv / "bin" / command, os.X_OK), f"{command} was not installed"

@@ -21,7 +21,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run_dir):
-    from predictor import EmotionPredictor
+    from emotion_predictor.prediction.predictor import EmotionPredictor
 
     return EmotionPredictor.from_pretrained(tiny_run_dir, device="cpu")
 
@@ -49,10 +49,11 @@ def dialogue_prefixes(dataset_dir: str, frame) -> list[list[str]]:
 
 @pytest.mark.parametrize("which", ["output_dir_context0", "model_folder_context2_truncating"])
 def test_predict_equals_evaluation_path(which, tiny_run_dir, context2_model, tiny_dataset_dir):
-    from inference import load_classifier, predict_proba
-    from labels import EMOTIONS
-    from predictor import EmotionPredictor
-    from utils import encode_turns, prepare_splits
+    from emotion_predictor.data.inputs import encode_turns
+    from emotion_predictor.data.utils import prepare_splits
+    from emotion_predictor.labels import EMOTIONS
+    from emotion_predictor.prediction.inference import load_classifier, predict_proba
+    from emotion_predictor.prediction.predictor import EmotionPredictor
 
     path = tiny_run_dir if which == "output_dir_context0" else context2_model
     predictor = EmotionPredictor.from_pretrained(path, device="cpu")
@@ -77,8 +78,8 @@ def test_predict_equals_evaluation_path(which, tiny_run_dir, context2_model, tin
 
 
 def test_reads_saved_settings_from_output_dir_and_model_folder(tiny_run_dir, predictor):
-    from modeling import read_metadata
-    from predictor import EmotionPredictor
+    from emotion_predictor.modeling.sequence_classifier import read_metadata
+    from emotion_predictor.prediction.predictor import EmotionPredictor
 
     saved = read_metadata(os.path.join(tiny_run_dir, "model"))
     assert (predictor.context_turns, predictor.separator, predictor.max_length, predictor.decision_rule) == (
@@ -119,7 +120,7 @@ def test_forecast_result(predictor):
     ],
 )
 def test_bad_history_gets_one_clear_message(predictor, call, message):
-    from errors import UserError
+    from emotion_predictor.errors import UserError
 
     with pytest.raises(UserError) as caught:
         call(predictor)
@@ -127,8 +128,8 @@ def test_bad_history_gets_one_clear_message(predictor, call, message):
 
 
 def test_folder_that_is_not_our_model_is_refused(tmp_path, tiny_model_dir, tiny_run_dir):
-    from errors import UserError
-    from predictor import EmotionPredictor
+    from emotion_predictor.errors import UserError
+    from emotion_predictor.prediction.predictor import EmotionPredictor
 
     with pytest.raises(UserError, match="is not a model folder"):
         EmotionPredictor.from_pretrained(str(tmp_path), device="cpu")
@@ -144,8 +145,8 @@ def test_folder_that_is_not_our_model_is_refused(tmp_path, tiny_model_dir, tiny_
 
 
 def test_saved_prior_corrected_rule_decides_the_label(tiny_run_dir, tmp_path):
-    from labels import EMOTIONS
-    from predictor import EmotionPredictor
+    from emotion_predictor.labels import EMOTIONS
+    from emotion_predictor.prediction.predictor import EmotionPredictor
 
     folder = tmp_path / "prior"
     shutil.copytree(os.path.join(tiny_run_dir, "model"), folder)
@@ -218,7 +219,7 @@ def test_file_mode_skips_and_reports_bad_lines(tmp_path, tiny_run_dir, predictor
 
 def test_config_errors_are_one_line(tmp_path, tiny_model_dir):
     import ep_predict
-    from errors import ConfigError, UserError
+    from emotion_predictor.errors import ConfigError, UserError
 
     base = ["--json_file", os.path.join(ROOT, "args", "ep_predict_arg.json")]
     with pytest.raises(ConfigError, match="key 'input' has value \"missing.jsonl\": no such file"):
@@ -230,7 +231,7 @@ def test_config_errors_are_one_line(tmp_path, tiny_model_dir):
 
 
 def test_converse_keeps_history_and_resets(predictor):
-    from predict_io import converse
+    from emotion_predictor.prediction.predict_io import converse
 
     out = io.StringIO()
     count = converse(predictor, io.StringIO("hello\n\ni lost my keys\n/reset\ni lost my keys\n"), out)
@@ -267,7 +268,7 @@ def test_interactive_mode_from_a_pipe(tiny_run_dir, predictor):
 
 def test_exit_codes_and_one_error_line_through_run_main(tmp_path, tiny_run_dir, capsys):
     import ep_predict
-    from errors import run_main
+    from emotion_predictor.errors import run_main
 
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1, "history": ["hello"]}\n{"id": 2, "history": "hello"}\n')
@@ -294,7 +295,7 @@ def example_source(model_path: str) -> str:
 
 
 def test_readme_example_runs(tiny_run_dir, capsys, monkeypatch):
-    from labels import EMOTIONS
+    from emotion_predictor.labels import EMOTIONS
 
     quickstart_ready = os.path.isfile(os.path.join(QUICKSTART, "model", "config.json"))
     monkeypatch.chdir(ROOT)

@@ -12,13 +12,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import TrainerCallback
 
-from arguments import ModelArguments
-from classification_head import head_parameter_names
 from conftest import ROOT, tiny_config
-from labels import EMOTIONS
-from modeling import apply_lora, load_base_model, output_layer, read_metadata
-from training import run_fine_tuning
-from utils import prepare_splits
+from emotion_predictor.arguments import ModelArguments
+from emotion_predictor.data.utils import prepare_splits
+from emotion_predictor.labels import EMOTIONS
+from emotion_predictor.modeling.classification_head import head_parameter_names
+from emotion_predictor.modeling.sequence_classifier import apply_lora, load_base_model, output_layer, read_metadata
+from emotion_predictor.training.recipe import run_fine_tuning
 
 
 class Capture(TrainerCallback):
@@ -196,7 +196,7 @@ def test_mean_pooling_model_loads_in_plain_transformers_only_with_remote_code(
 
     out = str(tmp_path / "run")
     run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, out, use_lora=False, max_steps=1, pooling="mean"))
-    from inference import load_model_and_tokenizer
+    from emotion_predictor.prediction.inference import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(os.path.join(out, "model"))
     with torch.no_grad():
@@ -236,8 +236,8 @@ def test_mean_pooling_model_loads_in_plain_transformers_only_with_remote_code(
 def test_mean_pooling_refuses_non_bert_models(tmp_path):
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
-    from errors import UserError
-    from modeling import with_mean_pooling
+    from emotion_predictor.errors import UserError
+    from emotion_predictor.modeling.sequence_classifier import with_mean_pooling
 
     model = RobertaForSequenceClassification(
         RobertaConfig(

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from conftest import build_tiny_bert, cli_error_lines
-from errors import UserError
-from modeling import METADATA_FILE, read_metadata
+from emotion_predictor.errors import UserError
+from emotion_predictor.modeling.sequence_classifier import METADATA_FILE, read_metadata
 
 PRIOR = [0.8, 0.02, 0.01, 0.01, 0.12, 0.02, 0.02]
 FIX = '(fine-tune the model again, or set decision_rule to "argmax" in that file)'

@@ -25,11 +25,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from arguments import SweepArguments
 from conftest import ROOT
-from errors import ConfigError, run_main
-from sweep import cli, optuna_backend, results, search_space, trial, wandb_backend
-from sweep.setup import SweepSetup, load_sweep_config
+from emotion_predictor.arguments import SweepArguments
+from emotion_predictor.errors import ConfigError, run_main
+from emotion_predictor.sweep import cli, optuna_backend, results, search_space, trial, wandb_backend
+from emotion_predictor.sweep.setup import SweepSetup, load_sweep_config
 from sweep_configs import REFERENCE_SWEEP, SMALL_SWEEP, read_json, tiny_values, write_sweep
 
 

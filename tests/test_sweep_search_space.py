@@ -13,9 +13,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from conftest import ROOT, cli_exit
-from errors import ConfigError
-from sweep import optuna_backend, search_space
-from sweep.setup import load_sweep_config
+from emotion_predictor.errors import ConfigError
+from emotion_predictor.sweep import optuna_backend, search_space
+from emotion_predictor.sweep.setup import load_sweep_config
 from sweep_configs import REFERENCE_SWEEP, SMALL_SWEEP, read_json, tiny_values, write_sweep
 
 
@@ -224,8 +224,8 @@ def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, tiny_dataset_dir, mon
 
 def test_the_metric_names_are_the_ones_training_logs():
     """search_space keeps a copy of metrics.HEADLINE (metrics.py imports torch); they must agree."""
-    from labels import EMOTIONS
-    from metrics import HEADLINE
+    from emotion_predictor.evaluation.metrics import HEADLINE
+    from emotion_predictor.labels import EMOTIONS
 
     assert list(search_space.VALIDATION_METRICS) == [*HEADLINE, *(f"F1_{name}" for name in EMOTIONS)]
 

@@ -1,0 +1,1 @@
+"""Loading, checking, shifting, downsampling and tokenizing dialogues, in that order."""

@@ -1,0 +1,1 @@
+"""The sequence classifier and what travels with it: building and saving, mean pooling, the head, the knn memory."""

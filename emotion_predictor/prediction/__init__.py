@@ -1,0 +1,1 @@
+"""Forecasting with a saved model: loading, batched inference, decision rules, `EmotionPredictor` and its I/O."""

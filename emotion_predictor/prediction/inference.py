@@ -1,0 +1,240 @@
+"""Loading a trained (or zero-shot) emotion classifier and scoring dialogue turns in batches.
+
+`load_classifier` accepts a fine-tuning `output_dir`, its `model/` or `adapter/` folder, any local
+model folder or a Hub id. Fine-tuned models bring their input settings (`context_turns`,
+separator, `max_length`) from `emotion_predictor.json`; other models get the defaults. A model
+whose labels are our 7 emotions under other names or in another order is mapped by name.
+
+`predict_proba` builds inputs exactly as training does (`utils.encode_turns`), sorts them by
+length, pads each batch dynamically and runs under `torch.inference_mode` (fp16 on CUDA),
+returning probabilities in our label order: the classifier's, mixed with its nearest-neighbour
+memory's vote when the model was saved with one (`knn_memory.py`). `model_outputs` gives the
+classifier's probabilities and each row's embedding; `memory_queries` turns those into the keys
+that memory compares (with the previous utterance's embedding for a memory keyed on two turns).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from emotion_predictor.data.inputs import default_separator, encode_turns
+from emotion_predictor.errors import UserError
+from emotion_predictor.hub import hub_load_error, resolve_model_path
+from emotion_predictor.labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
+from emotion_predictor.modeling.knn_memory import KnnMemory, load_memory, memory_keys
+from emotion_predictor.modeling.sequence_classifier import read_metadata
+from emotion_predictor.progress import track
+
+logger = logging.getLogger(__name__)
+DEFAULT_MAX_LENGTH = 256
+# Utterance embeddings a Classifier keeps for a two-turn memory: in a conversation, the previous
+# utterance of one forecast was the last utterance of the forecast before, so it is not embedded again.
+RECENT_UTTERANCES = 1024
+
+
+@dataclass
+class Classifier:
+    """A model ready for inference plus the settings that rebuild its inputs."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    context_turns: int
+    separator: str
+    max_length: int
+    output_order: list[int]
+    device: torch.device
+    metadata: dict[str, Any] = field(default_factory=dict)
+    memory: KnnMemory | None = None
+    recent_utterances: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def locate_model_folder(path: str) -> str:
+    """A fine-tuning output_dir means its merged `model/` folder."""
+    merged = os.path.join(path, "model")
+    return merged if os.path.isdir(merged) and not os.path.isfile(os.path.join(path, "config.json")) else path
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+    return torch.device(device)
+
+
+def load_model_and_tokenizer(source: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        if os.path.isfile(os.path.join(source, "adapter_config.json")):
+            from peft import AutoPeftModelForSequenceClassification
+
+            model = AutoPeftModelForSequenceClassification.from_pretrained(source).merge_and_unload()
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise hub_load_error(source, "classifier", err) from None
+    return model, tokenizer
+
+
+def load_classifier(
+    name: str,
+    device: str | None = None,
+    context_turns: int | None = None,
+    separator: str | None = None,
+    max_length: int | None = None,
+) -> Classifier:
+    """Load `name` for inference; explicit settings override the model's saved ones."""
+    path = resolve_model_path(name)
+    source = locate_model_folder(path) if os.path.isdir(path) else path
+    if os.path.isdir(source) and not any(
+        os.path.isfile(os.path.join(source, f)) for f in ("config.json", "adapter_config.json")
+    ):
+        raise UserError(
+            f"{name!r} is not a model folder (no config.json or adapter_config.json); give a fine-tuning "
+            "output_dir, its model/ or adapter/ folder, a model folder or a Hub id"
+        )
+    model, tokenizer = load_model_and_tokenizer(source)
+    labels = {int(k): v for k, v in (model.config.id2label or {}).items()}
+    if len(labels) != NUM_LABELS:
+        raise UserError(
+            f"model {name!r} has {len(labels)} output labels ({', '.join(labels.values())}); "
+            f"an emotion forecaster needs {NUM_LABELS}: {', '.join(EMOTIONS)}"
+        )
+    order = map_head_to_emotions(labels)
+    if order is None:
+        raise UserError(
+            f"model {name!r} labels ({', '.join(labels[i] for i in sorted(labels))}) cannot be mapped by name "
+            f"to ours ({', '.join(EMOTIONS)})"
+        )
+    metadata = (read_metadata(source) if os.path.isdir(source) else None) or {}
+    memory = load_memory(source, metadata) if metadata else None
+    if memory is not None and memory.embeddings.shape[1] != memory.key_turns * model.config.hidden_size:
+        raise UserError(
+            f"{source}: knn memory keys have {memory.embeddings.shape[1]} values, the model's {memory.key_turns} "
+            f"turn(s) of {model.config.hidden_size} need {memory.key_turns * model.config.hidden_size} "
+            "(copy the whole model folder, or fine-tune the model again)"
+        )
+    chosen = pick_device(device)
+    model.to(chosen).eval()
+    if chosen.type == "cuda":
+        model.half()
+    saved_max = metadata.get("max_length", min(DEFAULT_MAX_LENGTH, getattr(tokenizer, "model_max_length", 512)))
+    return Classifier(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        context_turns=context_turns if context_turns is not None else metadata.get("context_turns", 0),
+        separator=separator
+        if separator is not None
+        else metadata.get("context_separator", default_separator(tokenizer)),
+        max_length=max_length if max_length is not None else saved_max,
+        output_order=order,
+        device=chosen,
+        metadata=metadata,
+        memory=memory,
+    )
+
+
+def window(history: Sequence[str], context_turns: int) -> list[str]:
+    """The turns a model sees for a dialogue so far: the last `context_turns` + 1 utterances."""
+    return list(history[-(context_turns + 1) :])
+
+
+def predict_proba(
+    classifier: Classifier,
+    turns: Sequence[Sequence[str]],
+    batch_size: int = 64,
+    progress: bool = False,
+    previous: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`), memory mixed in.
+    `previous` is each row's utterance before its current one ("" at a dialogue's start); a memory
+    keyed on two turns needs it."""
+    memory = classifier.memory
+    probs, embeddings = model_outputs(classifier, turns, batch_size, progress, memory is not None)
+    if memory is None:
+        return probs
+    return memory.mix(probs, memory_queries(classifier, memory.key_turns, turns, previous, embeddings, batch_size))
+
+
+def memory_queries(
+    classifier: Classifier,
+    key_turns: int,
+    turns: Sequence[Sequence[str]],
+    previous: Sequence[str] | None,
+    embeddings: np.ndarray,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Rows' knn memory keys (`knn_memory.memory_keys`) from their `model_outputs` embeddings and,
+    for `key_turns` 2, the embeddings of their `previous` utterances, each embedded alone."""
+    if key_turns == 1:
+        return memory_keys(embeddings, None)
+    if previous is None or len(previous) != len(turns):
+        raise ValueError("a knn memory keyed on two turns needs each row's previous utterance")
+    # A one-turn row's embedding is its utterance's, so utterances scored as rows (in this call or
+    # a recent one) are not embedded again.
+    recent = classifier.recent_utterances
+    scored = {row[0]: embeddings[i] for i, row in enumerate(turns) if len(row) == 1}
+    missing = sorted({text for text in previous if text and text not in scored and text not in recent})
+    if missing:
+        scored.update(zip(missing, model_outputs(classifier, [[t] for t in missing], batch_size, progress, True)[1]))
+    before = np.zeros_like(embeddings)
+    for row, text in enumerate(previous):
+        if text:
+            before[row] = scored[text] if text in scored else recent[text]
+    for text, vector in list(scored.items())[-RECENT_UTTERANCES:]:
+        recent.pop(text, None)
+        recent[text] = vector.copy()  # a copy: a view would keep this call's whole array alive
+    for text in list(recent)[: max(len(recent) - RECENT_UTTERANCES, 0)]:
+        del recent[text]
+    return memory_keys(embeddings, before)
+
+
+def model_outputs(
+    classifier: Classifier,
+    turns: Sequence[Sequence[str]],
+    batch_size: int = 64,
+    progress: bool = False,
+    embed: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classifier's probabilities and, with `embed`, each row's embedding: the mean of the
+    encoder's last-layer states over real tokens (what `knn_memory` compares), in row order."""
+    ids = encode_turns(classifier.tokenizer, turns, classifier.separator, classifier.max_length)
+    order = np.argsort([len(i) for i in ids], kind="stable")
+    result = np.zeros((len(ids), NUM_LABELS), dtype=np.float32)
+    embeddings = np.zeros((len(ids), classifier.model.config.hidden_size), dtype=np.float32) if embed else None
+    states: list[torch.Tensor] = []
+    # The encoder's output, whatever head reads it: the hook sees one forward pass per batch.
+    encoder = classifier.model.base_model
+    hook = encoder.register_forward_hook(lambda _m, _i, out: states.append(out[0])) if embed else None
+    starts = range(0, len(ids), batch_size)
+    if progress:
+        label = f"scoring {os.path.basename(classifier.name.rstrip('/')) or classifier.name}"
+        starts = track(starts, len(starts), label)
+    try:
+        with torch.inference_mode():
+            for start in starts:
+                rows = order[start : start + batch_size]
+                batch = classifier.tokenizer.pad({"input_ids": [ids[r] for r in rows]}, return_tensors="pt")
+                batch = {k: v.to(classifier.device) for k, v in batch.items()}
+                logits = classifier.model(**batch).logits.float()
+                result[rows] = torch.softmax(logits[:, classifier.output_order], dim=-1).cpu().numpy()
+                if embed:
+                    mask = batch["attention_mask"].unsqueeze(-1).float()
+                    pooled = (states.pop().float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                    embeddings[rows] = pooled.cpu().numpy()
+    finally:
+        if hook is not None:
+            hook.remove()
+    return result, embeddings

@@ -1,0 +1,156 @@
+"""Ask a trained model how the user is likely to feel in the next turn of a conversation.
+
+    from emotion_predictor.prediction.predictor import EmotionPredictor
+
+    predictor = EmotionPredictor.from_pretrained("runs/quickstart")  # output_dir, its model/, or a Hub id
+    forecast = predictor.predict(["Hi!", "I lost my keys."])        # the dialogue so far, oldest first
+    forecast.label, forecast.probabilities                            # 'sadness', {'neutral': 0.21, ...}
+
+The model is loaded once (CPU by default, CUDA when available) with the input settings it was
+trained with (`context_turns`, separator, `max_length`, decision rule, from
+`emotion_predictor.json`); inputs are built by the same code as in training and evaluation
+(`inference.predict_proba`), so a forecast equals the evaluation score of that dialogue prefix.
+`Forecast.probabilities` are the model's (with its nearest-neighbour memory's vote mixed in when it
+was saved with one, `knn_memory.py`); `Forecast.label` follows the saved decision rule
+(`decision.py`: argmax, or prior_corrected with the saved tau and train prior).
+
+The file and interactive modes of `ep_predict.py` are in `predict_io.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emotion_predictor.errors import UserError
+from emotion_predictor.labels import EMOTIONS, NUM_LABELS
+from emotion_predictor.prediction.decision import decide_with_metadata
+from emotion_predictor.prediction.inference import Classifier, load_classifier, predict_proba, window
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The forecast for the next turn: the decided label and the probability of each emotion."""
+
+    label: str
+    probabilities: dict[str, float]
+
+    def to_dict(self, decimals: int | None = None) -> dict[str, Any]:
+        probabilities = self.probabilities
+        if decimals is not None:
+            probabilities = {name: round(p, decimals) for name, p in probabilities.items()}
+        return {"label": self.label, "probabilities": probabilities}
+
+    def __str__(self) -> str:
+        ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])
+        return f"{self.label}  ({', '.join(f'{name} {p:.3f}' for name, p in ranked)})"
+
+
+def decide(probabilities: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
+    """The class index of each row under the model's saved decision rule (see decision.py)."""
+    try:
+        return decide_with_metadata(probabilities, metadata)
+    except ValueError as err:
+        raise UserError(f"the model's decision rule (emotion_predictor.json) cannot be applied: {err}") from None
+
+
+def short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_history(history: Any, where: str = "history") -> list[str]:
+    """`history` as a list of utterances, or a UserError that says what is wrong with it."""
+    if isinstance(history, str):
+        raise UserError(f"{where} is a single string; pass a list of utterances, oldest first, e.g. [{short(history)}]")
+    if not isinstance(history, (list, tuple)):
+        raise UserError(f"{where} must be a list of utterances (strings), oldest first, not {type(history).__name__}")
+    if not history:
+        raise UserError(f"{where} is empty; pass the dialogue so far, at least one utterance")
+    for index, turn in enumerate(history):
+        if not isinstance(turn, str):
+            raise UserError(
+                f"{where}[{index}] is {short(turn)} ({type(turn).__name__}), not a string; "
+                "each turn is one utterance's text"
+            )
+    return list(history)
+
+
+class EmotionPredictor:
+    """Next-turn emotion forecasts from a fine-tuned classifier; see the module docstring."""
+
+    def __init__(self, classifier: Classifier, batch_size: int = 64) -> None:
+        decide(np.full((1, NUM_LABELS), 1.0 / NUM_LABELS), classifier.metadata)  # fail now on an unknown rule
+        self.classifier = classifier
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str | None = "auto", batch_size: int = 64) -> EmotionPredictor:
+        """Load a fine-tuning output_dir, its model/ folder, or a Hub id (once; reuse the predictor)."""
+        classifier = load_classifier(path, device=device)
+        if not classifier.metadata:
+            logger.warning(
+                "%s has no emotion_predictor.json (not fine-tuned by ep_fine_tune.py): using context_turns %d, "
+                "max_length %d and argmax; its forecasts are those of a model that was not trained for the next turn",
+                path,
+                classifier.context_turns,
+                classifier.max_length,
+            )
+        return cls(classifier, batch_size)
+
+    @property
+    def context_turns(self) -> int:
+        return self.classifier.context_turns
+
+    @property
+    def separator(self) -> str:
+        return self.classifier.separator
+
+    @property
+    def max_length(self) -> int:
+        return self.classifier.max_length
+
+    @property
+    def decision_rule(self) -> str:
+        return self.classifier.metadata.get("decision_rule", "argmax")
+
+    @property
+    def device(self) -> str:
+        return str(self.classifier.device)
+
+    def __repr__(self) -> str:
+        return (
+            f"EmotionPredictor({self.classifier.name!r}, context_turns={self.context_turns}, "
+            f"max_length={self.max_length}, decision_rule={self.decision_rule!r}, device={self.device!r})"
+        )
+
+    def predict(self, history: Sequence[str]) -> Forecast:
+        """The forecast for the turn after `history` (the utterances so far, oldest first)."""
+        return self.forecasts([check_history(history)])[0]
+
+    def predict_batch(self, histories: Iterable[Sequence[str]], batch_size: int | None = None) -> list[Forecast]:
+        """`predict` for many histories at once: batched, sorted by length; results in input order."""
+        if isinstance(histories, str) or not isinstance(histories, Iterable):
+            raise UserError(f"histories must be a list of histories (lists of strings), not {type(histories).__name__}")
+        checked = [check_history(h, f"histories[{i}]") for i, h in enumerate(histories)]
+        return self.forecasts(checked, batch_size)
+
+    def forecasts(self, histories: list[list[str]], batch_size: int | None = None) -> list[Forecast]:
+        """Forecasts for already checked histories."""
+        if not histories:
+            return []
+        turns = [window(h, self.context_turns) for h in histories]
+        previous = [h[-2] if len(h) > 1 else "" for h in histories]
+        probabilities = predict_proba(self.classifier, turns, batch_size or self.batch_size, previous=previous)
+        labels = decide(probabilities, self.classifier.metadata)
+        return [
+            Forecast(EMOTIONS[int(label)], dict(zip(EMOTIONS, map(float, row))))
+            for label, row in zip(labels, probabilities)
+        ]
