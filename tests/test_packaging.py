@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import configparser
 import glob
+import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 
 import pytest
@@ -111,25 +111,78 @@ def test_import_predictor_from_another_folder_without_pythonpath(tmp_path):
     )
 
 
-def test_installed_wheel_imports_predictor_and_has_the_commands(wheel, tmp_path):
-    """The wheel installed into a fresh environment, not the editable checkout: its own copy of
-    the modules is imported, and the ep-* commands are there."""
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def base_install(wheel, tmp_path_factory) -> str:
+    """A fresh environment with the wheel and its base dependencies only (no extra), pinned to the
+    lock's versions so that uv takes them from its cache; its python."""
+    folder = tmp_path_factory.mktemp("base_install")
+    constraints = folder / "constraints.txt"
+    subprocess.run(
+        [uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet", "-o", str(constraints)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    venv = folder / "venv"
     subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
-    subprocess.run([uv(), "pip", "install", "--quiet", "--no-deps", "--python", python, wheel], check=True, timeout=300)
-    # The dependencies (torch, transformers, ...) come from this environment, reused rather than
-    # installed again: a path line in a .pth file adds that folder without its own .pth files,
-    # so the checkout that `uv sync` puts on the path there stays off it here.
-    new_site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    with open(os.path.join(new_site, "project_dependencies.pth"), "w", encoding="utf-8") as handle:
-        handle.write(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [uv(), "pip", "install", "--quiet", "--python", python, "-c", str(constraints), wheel], check=True, timeout=900
+    )
+    return python
 
-    assert imported_predictor_file(python, tmp_path) == os.path.realpath(os.path.join(new_site, PACKAGE, "__init__.py"))
+
+def run_in(python: str, code: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [python, "-c", code], cwd=str(cwd), env=env_without_pythonpath(), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_base_install_forecasts_and_holds_no_training_library(base_install, tiny_run_dir, tmp_path):
+    """The wheel with its base dependencies alone: its own copy of the package is imported, the
+    ep-* commands are there, EmotionPredictor forecasts as in the full environment, and no flat
+    module (`config`) or training library is importable."""
+    from emotion_predictor import EmotionPredictor
+
+    venv_bin = os.path.dirname(base_install)
+    site = run_in(base_install, "import sysconfig; print(sysconfig.get_paths()['purelib'])", tmp_path).stdout.strip()
+    assert imported_predictor_file(base_install, tmp_path) == os.path.realpath(
+        os.path.join(site, PACKAGE, "__init__.py")
+    )
     for command in CONSOLE_SCRIPTS:
-        assert os.access(venv / "bin" / command, os.X_OK), f"{command} was not installed"
+        assert os.access(os.path.join(venv_bin, command), os.X_OK), f"{command} was not installed"
+
+    history = ["hello how are you", "i lost my keys"]
+    code = (
+        "import json; from emotion_predictor import EmotionPredictor\n"
+        f"f = EmotionPredictor.from_pretrained({tiny_run_dir!r}, device='cpu').predict({history!r})\n"
+        "print(json.dumps(f.to_dict()))"
+    )
+    done = run_in(base_install, code, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = EmotionPredictor.from_pretrained(tiny_run_dir, device="cpu").predict(history)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["label"] == expected.label
+    assert got["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+
+    for module in ("config", "utils", "predictor", "peft", "datasets", "pandas", "optuna", "wandb", "bitsandbytes"):
+        missing = run_in(base_install, f"import {module}", tmp_path)
+        assert missing.returncode != 0 and "ModuleNotFoundError" in missing.stderr, f"{module} is importable"
+
+
+def test_base_install_names_the_extra_a_command_needs(base_install, tmp_path):
+    venv_bin = os.path.dirname(base_install)
+    quickstart = os.path.join(ROOT, "args", "quickstart.json")
+    for command, extra in (("ep-fine-tune", "train"), ("ep-evaluate", "train"), ("ep-sweep", "sweep")):
+        done = subprocess.run(
+            [os.path.join(venv_bin, command), "--json_file", quickstart],
+            cwd=str(tmp_path),
+            env=env_without_pythonpath(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {command} needs the [{extra}] extra"), lines
+        assert f"pip install 'emotion-predictor[{extra}]'" in lines[0]

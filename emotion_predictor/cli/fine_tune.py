@@ -9,10 +9,12 @@ import logging
 from collections.abc import Sequence
 
 from emotion_predictor.errors import run_main
+from emotion_predictor.extras import require_extra
 from emotion_predictor.logs import setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    require_extra("train", "ep-fine-tune")
     from emotion_predictor.arguments import FINE_TUNE_CLASSES, FINE_TUNE_PASSTHROUGH
     from emotion_predictor.config import load_config
 

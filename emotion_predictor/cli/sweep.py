@@ -16,10 +16,12 @@ import logging
 from collections.abc import Sequence
 
 from emotion_predictor.errors import run_main
+from emotion_predictor.extras import require_extra
 from emotion_predictor.logs import setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    require_extra("sweep", "ep-sweep")
     from emotion_predictor.sweep.cli import main as sweep_main
 
     sweep_main(argv, description=__doc__)

@@ -24,11 +24,6 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, f1_score, recall_score
 from sklearn.utils.class_weight import compute_class_weight
 
-with warnings.catch_warnings():
-    # torcheval's import uses the deprecated torch.jit.script; the warning is noise for our users.
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    from torcheval.metrics.functional import multiclass_f1_score
-
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS
 
 HEADLINE = ["Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1", "F1-all-class", "Classes-with-value"]
@@ -44,6 +39,17 @@ def balanced_class_weights(train_labels: Sequence[int] | np.ndarray) -> list[flo
     return weights.tolist()
 
 
+def torcheval_per_class_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-class F1 from torcheval, the reference's implementation. Imported here, not at the top:
+    torcheval comes with the [train] extra, and forecasting (decision rules) reads this module too."""
+    with warnings.catch_warnings():
+        # torcheval's import uses the deprecated torch.jit.script; the warning is noise for our users.
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        from torcheval.metrics.functional import multiclass_f1_score
+
+    return multiclass_f1_score(torch.tensor(y_pred), torch.tensor(y_true), num_classes=NUM_LABELS, average=None).numpy()
+
+
 def classification_metrics(
     labels: Sequence[int] | np.ndarray,
     predictions: Sequence[int] | np.ndarray,
@@ -54,9 +60,7 @@ def classification_metrics(
     y_true = np.asarray(labels, dtype=np.int64)
     y_pred = np.asarray(predictions, dtype=np.int64)
     classes = list(range(NUM_LABELS))
-    per_class = multiclass_f1_score(
-        torch.tensor(y_pred), torch.tensor(y_true), num_classes=NUM_LABELS, average=None
-    ).numpy()
+    per_class = torcheval_per_class_f1(y_true, y_pred)
     weights = np.ones(NUM_LABELS) if class_weights is None else np.asarray(class_weights, dtype=np.float64)
     weighted = per_class * weights
     result = {

@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from emotion_predictor.errors import UserError, first_line
+from emotion_predictor.extras import require_extra
 from emotion_predictor.sweep.results import TrialRecord, summary, write_outputs
 from emotion_predictor.sweep.trial import TrialFailed, run_trial_fine_tuning, trial_values
 from emotion_predictor.training.wandb_access import wandb_unavailable_reason
@@ -76,6 +77,7 @@ def sweep_id_for(setup: SweepSetup, project: str, entity: str | None) -> str:
 
 
 def run_wandb_sweep(setup: SweepSetup) -> list[TrialRecord]:
+    require_extra("wandb", "the wandb sweep backend")
     problem = wandb_unavailable_reason()
     if problem:
         raise UserError(f"the wandb sweep backend needs a wandb account ({problem}): {LOGIN_HINT}")

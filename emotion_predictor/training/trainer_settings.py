@@ -14,6 +14,7 @@ from transformers import TrainingArguments
 
 from emotion_predictor.arguments import TrainingConfig
 from emotion_predictor.errors import UserError, first_line
+from emotion_predictor.extras import require_extra
 from emotion_predictor.training.wandb_access import wandb_unavailable_reason
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def adapt_to_hardware(settings: dict[str, Any]) -> dict[str, Any]:
 def prepare_tracking(report_to: list[str]) -> list[str]:
     """Trackers to use; wandb goes offline by itself when it has no credentials or no network."""
     report_to = [r for r in report_to if r != "none"]
+    if "wandb" in report_to:
+        require_extra("wandb", "report_to wandb")
     if "wandb" in report_to and os.environ.get("WANDB_MODE", "").lower() not in ("offline", "disabled", "dryrun"):
         reason = wandb_unavailable_reason()
         if reason:
