@@ -47,6 +47,11 @@ class DataArguments:
     max_eval_samples: int | None = key(
         None, help="use at most this many validation rows (random, by seed)", check=in_range(1)
     )
+    task: Literal["forecast", "recognise"] = key(
+        "forecast",
+        help="forecast: label each utterance with the emotion of the next one (the forecaster); recognise: with "
+        "its own emotion, every utterance a row (an emotion recogniser, for emotion_recogniser)",
+    )
     data_cache_dir: str | None = key(
         "~/.cache/emotion_predictor/tokenized", help="folder for tokenized splits (null = no cache)"
     )
@@ -200,6 +205,26 @@ class TrainingConfig:
         "the current one, embedded alone), so that rows match on two turns",
         check=in_range(1, 2),
     )
+    trajectory_turns: int = key(
+        0,
+        help="emotions of the last turns (current first; the previous one is the next speaker's own) that key "
+        "each knn_memory row beside its text: gold emotions for memory rows, recognised (or given) ones for rows "
+        "to forecast; 0 = text alone. Needs knn_memory and emotion_recogniser",
+        check=in_range(0, 4),
+    )
+    emotion_recogniser: str | None = key(
+        None,
+        help="what recognises each history turn's own emotion when it is not given: train (a recogniser trained "
+        "first by this run on the same data and base model, task recognise), or a 7-emotion classifier of single "
+        "utterances: a folder (an ep_fine_tune output_dir with task recognise), package:<module> or a Hub id (e.g. "
+        "j-hartmann/emotion-english-distilroberta-base, joy read as happiness); copied into model/recogniser/",
+    )
+    recogniser_train_samples: int | None = key(
+        None, help="emotion_recogniser train: at most this many train utterances (random, by seed)", check=in_range(1)
+    )
+    recogniser_epochs: float = key(
+        1.0, help="emotion_recogniser train: training epochs", check=in_range(0, low_open=True)
+    )
     report_to: list[str] = key(
         ["wandb"], help="trackers: wandb (offline by itself without credentials), tensorboard, none"
     )
@@ -217,6 +242,11 @@ class TrainingConfig:
             raise ValueError(f"key 'resume_from_checkpoint' has value {self.resume_from_checkpoint!r}: no such folder")
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ValueError("eval_strategy is steps but eval_steps is not set")
+        if self.trajectory_turns > 0 and (self.knn_memory == "none" or not self.emotion_recogniser):
+            raise ValueError(
+                f"trajectory_turns is {self.trajectory_turns}: the trajectory keys the knn memory and is recognised "
+                "from the text, so set knn_memory (trained_rows or train_split) and emotion_recogniser (e.g. train)"
+            )
 
 
 FINE_TUNE_CLASSES = (DataArguments, ModelArguments, LossArguments, TrainingConfig)
@@ -263,8 +293,13 @@ class EvaluateArguments:
     )
     device: Literal["auto", "cpu", "cuda"] = key("auto", help="where to run the models (auto = cuda when available)")
     disable_tqdm: bool = key(False, help="hide the progress bar")
-    baselines: list[Literal["majority", "tfidf"]] = key(
-        ["majority", "tfidf"],
+    knn_search: Literal["auto", "exact", "approximate"] = key(
+        "auto",
+        help="how a knn memory finds its neighbours: exact (every row), approximate (a FAISS HNSW index, "
+        "built at load), or auto (approximate from 200,000 memory rows)",
+    )
+    baselines: list[Literal["majority", "tfidf", "tfidf_history"]] = key(
+        ["majority", "tfidf", "tfidf_history"],
         help="baselines scored next to the models, with the train rows, context and decision "
         "rule of the first fine-tuned model ([] = none; on the command line a JSON list, e.g. '[\"tfidf\"]')",
     )
@@ -308,6 +343,11 @@ class PredictArguments:
     output: str = key("-", help='file mode: JSONL file for the forecasts, one line per input line ("-" = stdout)')
     batch_size: int = key(64, help="histories per forward pass", check=in_range(1))
     device: str = key("auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N", check=known_device)
+    knn_search: Literal["auto", "exact", "approximate"] = key(
+        "auto",
+        help="how a knn memory finds its neighbours: exact (every row), approximate (a FAISS HNSW index, "
+        "built at load), or auto (approximate from 200,000 memory rows)",
+    )
 
 
 def json_object(value: object) -> str | None:

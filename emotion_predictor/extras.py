@@ -10,6 +10,7 @@ from it, so a lean install gets `error: ... pip install 'emotion-predictor[train
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from emotion_predictor.errors import UserError
 
@@ -26,7 +27,8 @@ INSTALLED_WITH = {"onnx_export": "train"}
 
 
 def missing_modules(extra: str) -> list[str]:
-    return [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+    # An imported module counts as installed without a look at its spec (a stand-in has none).
+    return [name for name in EXTRA_MODULES[extra] if name not in sys.modules and importlib.util.find_spec(name) is None]
 
 
 def require_extra(extra: str, what: str) -> None:

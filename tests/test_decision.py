@@ -19,7 +19,8 @@ from emotion_predictor.prediction.decision import (
     fit_tau,
     train_prior,
 )
-from emotion_predictor.prediction.inference import load_classifier, predict_proba
+from emotion_predictor.prediction.forecast import predict_proba
+from emotion_predictor.prediction.inference import load_classifier
 from emotion_predictor.training.recipe import run_fine_tuning
 
 

@@ -28,7 +28,8 @@ from emotion_predictor.errors import UserError
 from emotion_predictor.labels import EMOTIONS
 from emotion_predictor.modeling.sequence_classifier import apply_lora, load_base_model
 from emotion_predictor.training.focal_loss import class_weights_for
-from emotion_predictor.training.recipe import build_loss, run_fine_tuning
+from emotion_predictor.training.recipe import run_fine_tuning
+from emotion_predictor.training.trainer import build_loss
 from emotion_predictor.training.trainer_settings import prepare_tracking, resume_target, training_arguments
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}

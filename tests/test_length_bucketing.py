@@ -10,7 +10,7 @@ from emotion_predictor.data.tokenize import tokenize_split
 from emotion_predictor.data.utils import prepare_splits
 from emotion_predictor.modeling.sequence_classifier import load_base_model, load_tokenizer
 from emotion_predictor.training.length_bucketing import LengthBucketSampler
-from emotion_predictor.training.recipe import WeightedLossTrainer, build_loss
+from emotion_predictor.training.trainer import WeightedLossTrainer, build_loss
 from emotion_predictor.training.trainer_settings import training_arguments
 
 

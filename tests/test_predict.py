@@ -52,7 +52,8 @@ def test_predict_equals_evaluation_path(which, tiny_run_dir, context2_model, tin
     from emotion_predictor.data.inputs import encode_turns
     from emotion_predictor.data.utils import prepare_splits
     from emotion_predictor.labels import EMOTIONS
-    from emotion_predictor.prediction.inference import load_classifier, predict_proba
+    from emotion_predictor.prediction.forecast import predict_proba
+    from emotion_predictor.prediction.inference import load_classifier
     from emotion_predictor.prediction.predictor import EmotionPredictor
 
     path = tiny_run_dir if which == "output_dir_context0" else context2_model

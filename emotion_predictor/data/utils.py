@@ -11,9 +11,11 @@ After `prepare_splits`, each split is a DataFrame with one row per example: `dia
 (index of the current utterance in its dialogue), `turns` (the context utterances followed by
 the current one, oldest first), `text` (the current utterance), `previous_text` (the utterance
 before it in its dialogue, "" at a dialogue's start and in the shifted layout, which has no
-dialogue structure; `knn_memory_turns` 2 keys the memory on it), `label` (the emotion of the
-next utterance, 0..6 in `labels.EMOTIONS` order) and `current_label` (the emotion of the current
-utterance, or `UNKNOWN_EMOTION` in the shifted layout, which does not carry it).
+dialogue structure; `knn_memory_turns` 2 keys the memory on it), `history_texts` and
+`history_labels` (up to `HISTORY_TURNS` utterances before the current one and their emotions,
+oldest first: a trajectory's turns), `label` (the emotion of the next utterance, 0..6 in
+`labels.EMOTIONS` order) and `current_label` (the emotion of the current utterance, or
+`UNKNOWN_EMOTION` in the shifted layout, which does not carry it).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from emotion_predictor.labels import EMOTIONS, NUM_LABELS
 from emotion_predictor.tables import text_table
 
 UNKNOWN_EMOTION = -1  # `current_label` of rows whose source gives only the next turn's emotion
+HISTORY_TURNS = 3  # earlier utterances (and their emotions) kept per row: a trajectory reads up to 3 + 1 turns
 
 
 # --------------------------------------------------------------------------- dialogues
@@ -50,46 +53,68 @@ def order_utterances(frame: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- shift and context
 
 
-def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0) -> pd.DataFrame:
+def earlier_turns(dialog: np.ndarray, rows: np.ndarray, count: int) -> list[list[int]]:
+    """For each of `rows` (indices of sorted utterances), the indices of up to `count` utterances
+    before it in its dialogue, oldest first."""
+    earlier: list[list[int]] = [[] for _ in rows]
+    for back in range(count, 0, -1):
+        source = rows - back
+        valid = source >= 0
+        valid[valid] = dialog[source[valid]] == dialog[rows[valid]]
+        for row in np.flatnonzero(valid):
+            earlier[row].append(int(source[row]))
+    return earlier
+
+
+def shift_to_next_turn(utterances: pd.DataFrame, context_turns: int = 0, task: str = "forecast") -> pd.DataFrame:
     """Label each utterance with the next utterance's emotion and build its input turns.
 
     `utterances` is sorted by (dialog_id, turn). The last utterance of each dialogue has no next
     turn and is dropped. `turns` holds up to `context_turns` previous utterances of the same
-    dialogue followed by the current one; nothing after the current utterance is included.
+    dialogue followed by the current one; nothing after the current utterance is included. With
+    `task` "recognise" (the data of an emotion recogniser) every utterance is a row, labelled with
+    its own emotion.
     """
     dialog = utterances["dialog_id"].to_numpy()
     text = utterances["utterance"].to_numpy(dtype=object)
-    emotion = utterances["emotion"].to_numpy()
-    has_next = np.zeros(len(dialog), dtype=bool)
-    has_next[:-1] = dialog[:-1] == dialog[1:]
-    keep = np.flatnonzero(has_next)
-    turns = [[t] for t in text[keep]]
-    has_previous = np.zeros(len(dialog), dtype=bool)
-    has_previous[1:] = dialog[1:] == dialog[:-1]
-    previous = np.where(has_previous[keep], text[np.maximum(keep - 1, 0)], "")
-    for back in range(1, context_turns + 1):
-        source = keep - back
-        valid = source >= 0
-        valid[valid] = dialog[source[valid]] == dialog[keep[valid]]
-        for row in np.flatnonzero(valid):
-            turns[row].insert(0, text[source[row]])
+    emotion = utterances["emotion"].to_numpy().astype(np.int64)
+    if task == "recognise":
+        keep, label = np.arange(len(dialog)), emotion
+    else:
+        has_next = np.zeros(len(dialog), dtype=bool)
+        has_next[:-1] = dialog[:-1] == dialog[1:]
+        keep = np.flatnonzero(has_next)
+        label = emotion[keep + 1]
+    earlier = earlier_turns(dialog, keep, max(context_turns, HISTORY_TURNS))
+
+    def last(before: list[int], count: int) -> list[int]:
+        return before[len(before) - count :] if count else []
+
     return pd.DataFrame(
         {
             "dialog_id": dialog[keep],
             "turn": utterances["turn"].to_numpy()[keep],
-            "turns": turns,
+            "turns": [[*text[last(before, context_turns)], text[row]] for row, before in zip(keep, earlier)],
             "text": text[keep],
-            "previous_text": previous,
-            "label": emotion[keep + 1].astype(np.int64),
-            "current_label": emotion[keep].astype(np.int64),
+            "previous_text": [text[before[-1]] if before else "" for before in earlier],
+            "history_texts": [list(text[last(before, HISTORY_TURNS)]) for before in earlier],
+            "history_labels": [emotion[last(before, HISTORY_TURNS)].tolist() for before in earlier],
+            "label": label,
+            "current_label": emotion[keep],
         }
     )
 
 
-def normalise_split(split: CheckedSplit, context_turns: int) -> pd.DataFrame:
+def normalise_split(split: CheckedSplit, context_turns: int, task: str = "forecast") -> pd.DataFrame:
     """A checked split of any layout -> one shifted example per row (see module docstring)."""
     frame = split.frame
     if split.layout == "shifted":
+        if task == "recognise":
+            raise UserError(
+                f"{split.where} is already shifted (columns text, label): it gives the next turn's emotion, not "
+                "each utterance's own, so it cannot train a recogniser (task recognise); use a dialogue- or "
+                "utterance-level source"
+            )
         if context_turns > 0:
             raise UserError(
                 f"{split.where} is already shifted (columns text, label) and has no dialogue structure left, "
@@ -102,11 +127,13 @@ def normalise_split(split: CheckedSplit, context_turns: int) -> pd.DataFrame:
                 "turns": [[t] for t in frame["text"]],
                 "text": frame["text"].to_numpy(dtype=object),
                 "previous_text": np.full(len(frame), "", dtype=object),
+                "history_texts": [[] for _ in range(len(frame))],
+                "history_labels": [[] for _ in range(len(frame))],
                 "label": frame["label"].to_numpy(dtype=np.int64),
                 "current_label": np.full(len(frame), UNKNOWN_EMOTION, dtype=np.int64),
             }
         )
-    return shift_to_next_turn(order_utterances(frame), context_turns)
+    return shift_to_next_turn(order_utterances(frame), context_turns, task)
 
 
 def downsample_neutral(frame: pd.DataFrame, keep_ratio: float, seed: int) -> pd.DataFrame:
@@ -150,13 +177,15 @@ def prepare_splits(
     seed: int = 42,
     dataset_config: str | None = None,
     max_rows: dict[str, int | None] | None = None,
+    task: str = "forecast",
 ) -> PreparedData:
-    """Load, shift and (train only) downsample a source; see the module docstring."""
+    """Load, shift and (train only) downsample a source; see the module docstring. `task`
+    "recognise" labels every utterance with its own emotion instead of the next one's."""
     raw = load_source(dataset, splits, dataset_config)
     result: dict[str, pd.DataFrame] = {}
     stats: dict[str, Any] = {"class_names": EMOTIONS, "context_turns": context_turns, "splits": {}}
     for split, table in raw.items():
-        shifted = normalise_split(check_table(table), context_turns)
+        shifted = normalise_split(check_table(table), context_turns, task)
         entry: dict[str, Any] = {"rows": len(shifted), "counts": class_counts(shifted["label"])}
         if split == "train":
             shifted = downsample_neutral(shifted, neutral_keep_ratio, seed)

@@ -41,37 +41,40 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import classification_report, confusion_matrix
 
 from emotion_predictor.arguments import EvaluateArguments
-from emotion_predictor.data.train_split import SEEN_DEFINITION, TrainRecipe, TrainSplit, recipe_of
+from emotion_predictor.data.train_split import TrainRecipe, TrainSplit, recipe_of
 from emotion_predictor.data.utils import prepare_splits
 from emotion_predictor.errors import UserError
-from emotion_predictor.evaluation.baselines import BASELINES, MAJORITY_DECISION, baseline_decision, cached_probabilities
-from emotion_predictor.evaluation.comparison import GROUPS, ModelResult, write_comparison
+from emotion_predictor.evaluation.baselines import (
+    BASELINES,
+    GIVEN,
+    MAJORITY_DECISION,
+    BaselineRows,
+    baseline_decision,
+    cached_probabilities,
+)
+from emotion_predictor.evaluation.comparison import ModelResult, write_comparison
 from emotion_predictor.evaluation.metrics import (
-    HEADLINE,
     balanced_class_weights,
-    classification_metrics,
-    format_report,
-    subset_figures,
+)
+from emotion_predictor.evaluation.records import (
+    figures,
+    full_report,
+    plot_confusion_matrix,
+    predictions_table,
+    versus_baselines,
 )
 from emotion_predictor.hub import PACKAGE_PREFIX, is_local_path, resolve_model_path
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS
 from emotion_predictor.modeling.sequence_classifier import read_metadata
-from emotion_predictor.output_files import atomic_path, write_csv, write_json, write_text
+from emotion_predictor.output_files import write_csv, write_json, write_text
 from emotion_predictor.prediction.decision import decide_with_metadata, describe_decision
-from emotion_predictor.prediction.inference import (
-    Classifier,
-    load_classifier,
-    locate_model_folder,
-    predict_proba,
-    window,
-)
-from emotion_predictor.tables import text_table
+from emotion_predictor.prediction.forecast import Trajectory, predict_proba
+from emotion_predictor.prediction.inference import Classifier, load_classifier, locate_model_folder, window
 
-PROB_COLUMNS = [f"prob_{name}" for name in EMOTIONS]
-VERSUS_BASELINE = ["Balanced_Accuracy", "Macro_F1"]
+GIVEN_FOLDER = "given_emotions"  # a model's given-emotions outputs, inside its own folder
+DEFAULT_TRAJECTORY_TURNS = 2  # tfidf_history's turns when no evaluated model reads a trajectory
 
 
 @dataclass
@@ -163,204 +166,134 @@ def head_description(classifier: Classifier) -> dict[str, Any]:
     }
 
 
-def figures(labels: np.ndarray, predicted: np.ndarray, weights: Sequence[float], seen: np.ndarray) -> dict[str, Any]:
-    """Every figure of the evaluation (all recomputable from predictions.csv)."""
-    report = classification_report(
-        labels, predicted, labels=list(range(NUM_LABELS)), target_names=EMOTIONS, output_dict=True, zero_division=0
-    )
-    for entry in report.values():
-        if isinstance(entry, dict):
-            entry["support"] = int(entry["support"])
-    return {
-        "metrics": classification_metrics(labels, predicted, weights),
-        "per_class": {name: report[name] for name in EMOTIONS},
-        "averages": {avg: report[avg] for avg in ("macro avg", "weighted avg")},
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(NUM_LABELS))).tolist(),
-        "seen_unseen": {
-            "definition": SEEN_DEFINITION,
-            "seen": subset_figures(labels, predicted, seen, weights),
-            "unseen": subset_figures(labels, predicted, ~seen, weights),
-        },
-    }
-
-
-def predictions_table(frame: pd.DataFrame, probs: np.ndarray, predicted: np.ndarray, seen: np.ndarray) -> pd.DataFrame:
-    table = pd.DataFrame(
-        {
-            "row_id": np.arange(len(frame)),
-            "dialog_id": frame["dialog_id"].to_numpy(),
-            "turn": frame["turn"].to_numpy(),
-            "text": frame["text"].to_numpy(),
-            "label": [EMOTIONS[i] for i in frame["label"]],
-            "predicted": [EMOTIONS[i] for i in predicted],
-            "seen": seen,
-        }
-    )
-    for i, column in enumerate(PROB_COLUMNS):
-        table[column] = probs[:, i]
-    return table
-
-
-# --------------------------------------------------------------------------- report sections
-
-
-def seen_unseen_text(breakdown: dict[str, Any]) -> str:
-    """The headline metrics of the seen and unseen rows as a small table."""
-    rows = [["", "rows", *HEADLINE]]
-    for group in GROUPS:
-        entry = breakdown[group]
-        values = entry["metrics"] or {}
-        cells = [
-            "-" if name not in values else str(values[name]) if name == "Classes-with-value" else f"{values[name]:.4f}"
-            for name in HEADLINE
-        ]
-        rows.append([group, entry["rows"], *cells])
-    table = text_table(rows, [8, 7] + [20] * len(HEADLINE))
-    return f"Seen / unseen rows ({breakdown['definition']}):\n{table}\n"
-
-
-def versus_baselines(metrics: dict[str, float], baselines: Sequence[ModelResult]) -> dict[str, Any]:
-    """Per metric of `VERSUS_BASELINE`: the best baseline, its value and the model's margin over it."""
-    result = {}
-    for metric in VERSUS_BASELINE:
-        best = max(baselines, key=lambda b: b.record["metrics"][metric])
-        value = best.record["metrics"][metric]
-        result[metric] = {"baseline": best.name, "baseline_value": value, "margin": metrics[metric] - value}
-    return result
-
-
-def versus_text(versus: dict[str, Any]) -> str:
-    lines = ["Versus the best baseline:"]
-    for metric, entry in versus.items():
-        verb = "beats" if entry["margin"] > 0 else "trails" if entry["margin"] < 0 else "ties"
-        lines.append(
-            f"  {metric}: {verb} {entry['baseline']} ({entry['baseline_value']:.4f}) by {abs(entry['margin']):.4f}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def full_report(labels: np.ndarray, predicted: np.ndarray, record: dict[str, Any], decision: str) -> str:
-    """report.txt: the classification report and headline metrics, then the F1-all-class
-    weights' source, the seen / unseen breakdown and the comparison with the baselines."""
-    text = format_report(labels, predicted, record["metrics"], decision, record["f1_all_class_weights"])
-    text += f"F1-all-class weights source: {record['f1_all_class_weights_source']}\n\n"
-    text += seen_unseen_text(record["seen_unseen"])
-    if record.get("versus_best_baseline"):
-        text += "\n" + versus_text(record["versus_best_baseline"])
-    return text
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: str, title: str) -> None:
-    """Counts and row-normalised rates side by side, class names on both axes."""
-    from matplotlib.figure import Figure
-
-    counts = np.asarray(matrix, dtype=np.int64)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(14, 6.2), layout="constrained")
-    for ax, values, sub, fmt in zip(
-        fig.subplots(1, 2), (counts, rates), ("counts", "row-normalised (recall on the diagonal)"), ("{:d}", "{:.2f}")
-    ):
-        shown = values / max(values.max(), 1) if values is counts else values
-        ax.imshow(shown, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(NUM_LABELS), EMOTIONS, rotation=35, ha="right")
-        ax.set_yticks(range(NUM_LABELS), EMOTIONS)
-        ax.set_xlabel("predicted next-turn emotion")
-        ax.set_ylabel("true next-turn emotion")
-        ax.set_title(sub)
-        for r in range(NUM_LABELS):
-            for c in range(NUM_LABELS):
-                value = values[r, c]
-                ax.text(
-                    c,
-                    r,
-                    fmt.format(value),
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    color="white" if shown[r, c] > 0.5 else "black",
-                )
-    fig.suptitle(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-
-
 # --------------------------------------------------------------------------- baselines
+
+
+def baseline_rows(frame: pd.DataFrame, context: int, turns: int) -> BaselineRows:
+    """What the baselines read of `frame`'s rows (`baselines.BaselineRows`), `turns` trajectory turns."""
+    trajectory = Trajectory.of_rows(frame, given=True)
+    texts = [(row + [""] * turns)[:turns] for row in trajectory.texts]
+    codes = np.full((len(frame), turns), -1, dtype=np.int64)
+    width = min(turns, trajectory.given.shape[1])
+    codes[:, :width] = trajectory.given[:, :width]
+    return BaselineRows(
+        [" ".join(window(t, context)) for t in frame["turns"]], texts, codes, frame["dialog_id"].to_numpy()
+    )
 
 
 def score_baselines(
     args: EvaluateArguments, reference: Reference, saved: SavedModel, context: int
 ) -> list[ModelResult]:
     """Fit and score each baseline of `args` on the train rows and decision rule of `saved` (the
-    first fine-tuned model), with `context` turns; see `baselines.py`."""
+    first fine-tuned model), with `context` turns; see `baselines.py`. `tfidf_history` gives two
+    rows: recognised emotions, then given ones."""
     train, validation = reference.train.rows(saved.recipe, context)
     train_labels = train["label"].to_numpy()
     weights = balanced_class_weights(train_labels)
-    labels = reference.frame["label"].to_numpy(dtype=np.int64)
-    texts = {
-        "train": [" ".join(t) for t in train["turns"]],
-        "validation": [" ".join(t) for t in validation["turns"]],
-        "evaluated": [" ".join(window(t, context)) for t in reference.frame["turns"]],
+    turns = (saved.metadata.get("knn_memory") or {}).get("trajectory_turns") or DEFAULT_TRAJECTORY_TURNS
+    rows = {
+        "train": baseline_rows(train, context, turns),
+        "validation": baseline_rows(validation, context, turns),
+        "evaluated": baseline_rows(reference.frame, context, turns),
     }
     results = []
     for name in args.baselines:
         started = time.perf_counter()
         probs, cached = cached_probabilities(
             name,
-            texts["train"],
+            rows["train"],
             train_labels,
-            {s: texts[s] for s in ("validation", "evaluated")},
+            {s: rows[s] for s in ("validation", "evaluated")},
             args.baseline_cache_dir,
         )
-        decision = baseline_decision(
-            name, saved.metadata, probs["validation"], validation["label"].to_numpy(), train_labels, weights
-        )
-        predicted = decide_with_metadata(probs["evaluated"], decision)
         seconds = time.perf_counter() - started
-        display = f"baseline: {name}"
-        record = {
-            "model": display,
-            "model_source": BASELINES[name],
-            "baseline": True,
-            "dataset": args.dataset,
-            "split": args.split,
-            "rows": int(len(reference.frame)),
-            "inputs": {"context_turns": context},
-            "train_rows": int(len(train)),
-            "train_recipe": saved.recipe.describe(),
-            "validation_rows": int(len(validation)),
-            "decision_rule": decision["decision_rule"],
-            "tau": decision.get("tau"),
-            "decision": MAJORITY_DECISION if name == "majority" else describe_decision(decision),
-            "f1_all_class_weights": weights,
-            "f1_all_class_weights_source": f"balanced weights of its train labels ({saved.recipe.describe()})",
-            **figures(labels, predicted, weights, reference.seen),
-            "timing": {"seconds": round(seconds, 3), "cached": cached},
-        }
-        print(
-            f"\n== {display} ({BASELINES[name]}; {record['decision']}; {len(train)} train rows, "
-            f"{'cached' if cached else f'fitted in {seconds:.1f} s'}) ==\n"
-            f"{full_report(labels, predicted, record, record['decision'])}",
-            flush=True,
-        )
-        results.append(ModelResult(display, None, record, baseline=True))
+        for suffix in ("", GIVEN) if name == "tfidf_history" else ("",):
+            validation_probs = probs[f"validation{suffix}"]
+            decision = baseline_decision(
+                name, saved.metadata, validation_probs, validation["label"].to_numpy(), train_labels, weights
+            )
+            display = f"baseline: {name}" + (" (given emotions)" if suffix else "")
+            facts = BaselineFacts(display, name, decision, context, len(train), len(validation), seconds, cached)
+            results.append(baseline_result(facts, probs[f"evaluated{suffix}"], args, reference, saved, weights))
     return results
+
+
+@dataclass
+class BaselineFacts:
+    """How one baseline row was obtained."""
+
+    display: str
+    name: str
+    decision: dict[str, Any]
+    context: int
+    train_rows: int
+    validation_rows: int
+    seconds: float
+    cached: bool
+
+
+def baseline_result(
+    facts: BaselineFacts,
+    probs: np.ndarray,
+    args: EvaluateArguments,
+    reference: Reference,
+    saved: SavedModel,
+    weights: list[float],
+) -> ModelResult:
+    """One baseline's record (as a model's metrics.json holds it), printed with its report."""
+    labels = reference.frame["label"].to_numpy(dtype=np.int64)
+    predicted = decide_with_metadata(probs, facts.decision)
+    decision = MAJORITY_DECISION if facts.name == "majority" else describe_decision(facts.decision)
+    record = {
+        "model": facts.display,
+        "model_source": BASELINES[facts.name],
+        "baseline": True,
+        "dataset": args.dataset,
+        "split": args.split,
+        "rows": int(len(reference.frame)),
+        "inputs": {"context_turns": facts.context},
+        "emotions": "given" if facts.display.endswith("(given emotions)") else "recognised",
+        "train_rows": facts.train_rows,
+        "train_recipe": saved.recipe.describe(),
+        "validation_rows": facts.validation_rows,
+        "decision_rule": facts.decision["decision_rule"],
+        "tau": facts.decision.get("tau"),
+        "decision": decision,
+        "f1_all_class_weights": weights,
+        "f1_all_class_weights_source": f"balanced weights of its train labels ({saved.recipe.describe()})",
+        **figures(labels, predicted, weights, reference.seen),
+        "timing": {"seconds": round(facts.seconds, 3), "cached": facts.cached},
+    }
+    fitted = "cached" if facts.cached else f"fitted in {facts.seconds:.1f} s"
+    print(
+        f"\n== {facts.display} ({BASELINES[facts.name]}; {decision}; {facts.train_rows} train rows, {fitted}) ==\n"
+        f"{full_report(labels, predicted, record, decision)}",
+        flush=True,
+    )
+    return ModelResult(facts.display, None, record, baseline=True)
 
 
 # --------------------------------------------------------------------------- one model
 
 
 def evaluate_model(
-    classifier: Classifier, saved: SavedModel, reference: Reference, args: EvaluateArguments, name: str, folder: str
+    classifier: Classifier,
+    saved: SavedModel,
+    reference: Reference,
+    args: EvaluateArguments,
+    name: str,
+    folder: str,
+    given: bool = False,
 ) -> ModelResult:
-    """Score the reference rows with `classifier` and write the model's four output files into `folder`."""
+    """Score the reference rows with `classifier` and write the model's four output files into
+    `folder`. The trajectory's emotions are recognised from the text, or, with `given`, read from
+    the split's gold emotions of the history turns (the upper bound a chatbot that knows them gets)."""
     frame = reference.frame
     turns = [window(t, classifier.context_turns) for t in frame["turns"]]
     started = time.perf_counter()
     previous = frame["previous_text"].tolist()
-    probs = predict_proba(classifier, turns, args.batch_size, not args.disable_tqdm, previous)
+    trajectory = Trajectory.of_rows(frame, given=given)
+    probs = predict_proba(classifier, turns, args.batch_size, not args.disable_tqdm, previous, trajectory)
     seconds = time.perf_counter() - started
     predicted = decide_with_metadata(probs, classifier.metadata)
     labels = frame["label"].to_numpy(dtype=np.int64)
@@ -381,6 +314,7 @@ def evaluate_model(
             "max_length": classifier.max_length,
         },
         "fine_tuned": bool(classifier.metadata),
+        "emotions": "given" if given else "recognised",
         "head": head_description(classifier),
         "decision_rule": classifier.metadata.get("decision_rule", "argmax"),
         "tau": classifier.metadata.get("tau"),
@@ -453,9 +387,13 @@ def run_evaluation(args: EvaluateArguments) -> list[ModelResult]:
         folder = os.path.join(args.output_dir, folder_name(name)) if several else args.output_dir
         try:
             classifier = load_classifier(
-                model, args.device, args.context_turns, args.context_separator, args.max_length
+                model, args.device, args.context_turns, args.context_separator, args.max_length, args.knn_search
             )
             results.append(evaluate_model(classifier, brought, reference, args, name, folder))
+            if classifier.memory is not None and classifier.memory.trajectory_turns:
+                given_folder = os.path.join(folder, GIVEN_FOLDER)
+                given_name = f"{name} (given emotions)"
+                results.append(evaluate_model(classifier, brought, reference, args, given_name, given_folder, True))
         except UserError as err:
             if not several:
                 raise

@@ -3,24 +3,33 @@
 After fine-tuning (`knn_memory` in the config), every memory row is embedded by the fine-tuned
 encoder: the mean of its last layer's states over real tokens, L2-normalised. The memory rows are
 the rows the model trained on (`trained_rows`) or every row of the train split, every neutral row
-included (`train_split`). With `key_turns` 2 (`knn_memory_turns`), a row's key is that embedding
-followed by the embedding of the utterance before it, embedded alone (zeros at a dialogue's
-start), so that rows match on two turns: the cosine of two keys is the mean of the two turns'
-cosines. A row to forecast is keyed the same way; its `neighbours` most cosine-similar memory
-rows vote for their labels with softmax(similarity / temperature) weights.
-The vote, moved from the memory's class distribution to the train prior of the rows the model
-trained on, is mixed with the classifier's probabilities (kNN-LM, Khandelwal et al. 2020, for a
-classifier):
+included (`train_split`). A row's key has up to three parts, compared by the cosine of the whole:
+
+- its input's embedding;
+- with `key_turns` 2 (`knn_memory_turns`), the embedding of the utterance before it, embedded
+  alone (nothing at a dialogue's start), so that rows match on two turns;
+- with `trajectory_turns` k > 0, the emotions of its last k turns (current first, so position 1
+  is the next speaker's own previous turn), times `emotion_weight`: one-hot gold emotions for a
+  memory row, recognised (or given) distributions for a row to forecast, so that the dot product
+  of that part is the probability the forecast row's turns carry the memory row's emotions.
+
+A row to forecast is keyed the same way; its `neighbours` most similar memory rows vote for their
+labels with softmax(similarity / temperature) weights. The vote, moved from the memory's class
+distribution to the train prior of the rows the model trained on, is mixed with the classifier's
+probabilities (kNN-LM, Khandelwal et al. 2020, for a classifier):
 
     p = (1 - weight) * p_classifier + weight * p_memory
 
-`neighbours`, `temperature` and `weight` are fitted on validation together with the decision
-rule, on the same metric (`fit_memory`); weight 0, the classifier alone, competes too, so a memory
-that does not help on validation is not kept.
+`neighbours`, `temperature`, `weight` and `emotion_weight` are fitted on validation together with
+the decision rule, on the same metric (`fit_memory`); weight 0, the classifier alone, competes
+too, so a memory that does not help on validation is not kept.
 
-The memory is saved in the model folder as `knn_memory.safetensors` (float16 embeddings, labels),
-its settings under `knn_memory` in `emotion_predictor.json`; `inference.load_classifier` loads it,
-so `ep_evaluate`, `ep_predict` and `EmotionPredictor` forecast with it. Loaders outside this project
+Storage is compact: each distinct text is embedded and stored once (float16), and a row holds the
+index of its input's text, of its previous utterance's text (-1 when none), its label and its
+trajectory's emotion codes (-1 unknown), in `knn_memory.safetensors` in the model folder; the
+settings are under `knn_memory` in `emotion_predictor.json`. `inference.load_classifier` loads
+it, so `ep_evaluate`, `ep_predict` and `EmotionPredictor` forecast with it. Files saved before this
+layout (one key row per memory row) load too. Loaders outside this project
 (`transformers.pipeline`) read the classifier alone.
 """
 
@@ -37,33 +46,69 @@ import torch
 
 from emotion_predictor.errors import UserError
 from emotion_predictor.labels import NUM_LABELS
+from emotion_predictor.modeling.model_folder import companion_path
 
 MEMORY_FILE = "knn_memory.safetensors"
 NEIGHBOURS = (16, 32, 64, 128)
 TEMPERATURES = (0.02, 0.05, 0.1)
 WEIGHTS = (0.2, 0.4, 0.6, 0.8, 1.0)
-QUERY_CHUNK = 1024  # query rows per similarity product: bounds memory use to chunk x memory rows
+EMOTION_WEIGHTS = (0.5, 1.0, 2.0)  # fitted with a trajectory; 0 (text alone) competes too
+QUERY_CHUNK = 256  # query rows per similarity pass: bounds memory use to chunk x (texts + rows)
+
+
+def normalised(values: Any) -> torch.Tensor:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    return torch.nn.functional.normalize(torch.as_tensor(values, dtype=torch.float32), dim=1)
+
+
+@dataclass
+class MemoryQueries:
+    """What rows to forecast bring to the memory: their inputs' embeddings, the embeddings of the
+    utterances before them (`key_turns` 2; zero rows at a dialogue's start) and the emotion
+    distributions of their trajectory turns ((rows, k, 7), current first; zero where absent)."""
+
+    current: np.ndarray
+    previous: np.ndarray | None = None
+    emotions: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+    def rows(self, start: int, stop: int) -> MemoryQueries:
+        def part(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[start:stop]
+
+        return MemoryQueries(self.current[start:stop], part(self.previous), part(self.emotions))
 
 
 @dataclass
 class KnnMemory:
-    """Memory rows (L2-normalised embeddings, labels) and the fitted mixing settings."""
+    """Memory rows (indices into the distinct texts' embeddings, labels, trajectory emotions) and
+    the fitted mixing settings."""
 
-    embeddings: torch.Tensor
+    texts: torch.Tensor
+    current: torch.Tensor
+    previous: torch.Tensor
     labels: torch.Tensor
     train_prior: np.ndarray
+    emotions: torch.Tensor | None = None
     neighbours: int = NEIGHBOURS[0]
     temperature: float = TEMPERATURES[0]
     weight: float = 0.0
     key_turns: int = 1
+    emotion_weight: float = 0.0
+    # An approximate index over the keys (memory_index.py) searched instead of the exact product;
+    # built for the fitted emotion weight, after the fit.
+    approximate: Any = None
 
     def __post_init__(self) -> None:
-        # Rows are kept as the float16 values the file stores (given float16 rows are already
+        # Texts are kept as the float16 values the file stores (given float16 texts are already
         # normalised), so that a saved model forecasts exactly as its run scored it.
-        if self.embeddings.dtype != torch.float16:
-            self.embeddings = torch.nn.functional.normalize(self.embeddings.float(), dim=1).half()
-        self.embeddings = self.embeddings.float()
-        self.labels = self.labels.long()
+        if self.texts.dtype != torch.float16:
+            self.texts = normalised(self.texts).half()
+        self.texts = self.texts.float()
+        self.current, self.previous, self.labels = self.current.long(), self.previous.long(), self.labels.long()
+        self.emotions = None if self.emotions is None else self.emotions.long()
         counts = np.bincount(self.labels.numpy(), minlength=NUM_LABELS).astype(np.float64)
         # A class absent from the memory gets no votes; its factor only has to be finite.
         self.prior_factors = np.divide(
@@ -73,11 +118,40 @@ class KnnMemory:
             where=counts > 0,
         )
 
-    def nearest(self, queries: np.ndarray, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cosine similarities and memory indices of each query's `count` nearest rows, nearest first."""
+    @property
+    def trajectory_turns(self) -> int:
+        return 0 if self.emotions is None else self.emotions.shape[1]
+
+    def similarities(self, queries: MemoryQueries) -> torch.Tensor:
+        """Cosine similarity of each query's key with each memory row's key (queries x rows)."""
+        dots = (normalised(queries.current) @ self.texts.T)[:, self.current]
+        query_norm = torch.ones(len(queries))
+        row_norm = torch.ones(len(self.labels))
+        if self.key_turns == 2:
+            before = normalised(queries.previous)
+            has_previous = self.previous >= 0
+            dots += (before @ self.texts.T)[:, self.previous.clamp(min=0)] * has_previous
+            query_norm += before.square().sum(1)
+            row_norm += has_previous
+        if self.emotion_weight > 0 and self.emotions is not None:
+            scale = self.emotion_weight**2
+            for turn in range(self.trajectory_turns):
+                distribution = torch.as_tensor(queries.emotions[:, turn], dtype=torch.float32)
+                known = self.emotions[:, turn] >= 0
+                dots += scale * distribution[:, self.emotions[:, turn].clamp(min=0)] * known
+                query_norm += scale * distribution.square().sum(1)
+                row_norm += scale * known
+        return dots / torch.sqrt(query_norm[:, None] * row_norm[None, :])
+
+    def nearest(self, queries: MemoryQueries, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Similarities and memory indices of each query's `count` nearest rows, nearest first."""
         count = min(count, len(self.labels))
-        normalised = torch.nn.functional.normalize(torch.as_tensor(queries, dtype=torch.float32), dim=1)
-        parts = [(chunk @ self.embeddings.T).topk(count, dim=1) for chunk in normalised.split(QUERY_CHUNK)]
+        if self.approximate is not None:
+            return self.approximate.search(queries, count)
+        parts = [
+            self.similarities(queries.rows(start, start + QUERY_CHUNK)).topk(count, dim=1)
+            for start in range(0, len(queries), QUERY_CHUNK)
+        ]
         return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
 
     def vote(
@@ -90,8 +164,8 @@ class KnnMemory:
         moved = votes.double().numpy() * self.prior_factors
         return moved / np.maximum(moved.sum(axis=1, keepdims=True), 1e-12)
 
-    def mix(self, probs: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """The forecast: classifier `probs` mixed with the memory's vote for `queries` (their embeddings)."""
+    def mix(self, probs: np.ndarray, queries: MemoryQueries) -> np.ndarray:
+        """The forecast: classifier `probs` mixed with the memory's vote for `queries`."""
         if self.weight == 0:
             return probs
         voted = self.vote(*self.nearest(queries, self.neighbours), self.neighbours, self.temperature)
@@ -102,51 +176,70 @@ class KnnMemory:
         return {
             "rows": rows,
             "size": len(self.labels),
+            "texts": len(self.texts),
             "key_turns": self.key_turns,
+            "trajectory_turns": self.trajectory_turns,
+            "emotion_weight": self.emotion_weight,
             "neighbours": self.neighbours,
             "temperature": self.temperature,
             "weight": self.weight,
         }
 
 
-def memory_keys(current: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    """Rows' memory keys from their embeddings (`current`) and, for `key_turns` 2, those of the
-    utterances before them (`previous`, zero rows where there is none): each part L2-normalised."""
-    if previous is None:
-        return current
-    parts = [torch.nn.functional.normalize(torch.as_tensor(e, dtype=torch.float32), dim=1) for e in (current, previous)]
-    return torch.cat(parts, dim=1).numpy()
-
-
 def fit_memory(
     memory: KnnMemory,
     probs: np.ndarray,
-    queries: np.ndarray,
+    queries: MemoryQueries,
     fit_decision: Callable[[np.ndarray], tuple[dict[str, Any], tuple]],
 ) -> tuple[dict[str, Any], tuple]:
-    """Set `memory`'s neighbours, temperature and weight to the grid point whose mixed validation
-    forecast scores best under `fit_decision` (mixed probs -> (decision, comparable score)); return
-    that decision and score. Weight 0 (the classifier alone) competes; ties keep the smaller weight."""
+    """Set `memory`'s neighbours, temperature, weight and emotion weight to the grid point whose
+    mixed validation forecast scores best under `fit_decision` (mixed probs -> (decision,
+    comparable score)); return that decision and score. Weight 0 (the classifier alone) and
+    emotion weight 0 (the text alone) compete; ties keep the smaller weights."""
     best_decision, best_score = fit_decision(probs)
-    best = (0.0, memory.neighbours, memory.temperature)
-    similarities, indices = memory.nearest(queries, max(NEIGHBOURS))
-    for neighbours, temperature in itertools.product(NEIGHBOURS, TEMPERATURES):
-        voted = memory.vote(similarities, indices, neighbours, temperature)
-        for weight in WEIGHTS:
-            decision, score = fit_decision((1 - weight) * probs + weight * voted)
-            if score > best_score:
-                best_decision, best_score, best = decision, score, (weight, neighbours, temperature)
-    memory.weight, memory.neighbours, memory.temperature = best
+    best = (0.0, memory.neighbours, memory.temperature, 0.0)
+    emotion_weights = (0.0, *EMOTION_WEIGHTS) if memory.trajectory_turns else (0.0,)
+    for emotion_weight in emotion_weights:
+        memory.emotion_weight = emotion_weight
+        similarities, indices = memory.nearest(queries, max(NEIGHBOURS))
+        for neighbours, temperature in itertools.product(NEIGHBOURS, TEMPERATURES):
+            voted = memory.vote(similarities, indices, neighbours, temperature)
+            for weight in WEIGHTS:
+                decision, score = fit_decision((1 - weight) * probs + weight * voted)
+                if score > best_score:
+                    best_decision, best_score = decision, score
+                    best = (weight, neighbours, temperature, emotion_weight)
+    memory.weight, memory.neighbours, memory.temperature, memory.emotion_weight = best
     return best_decision, best_score
 
 
 def save_memory(folder: str, memory: KnnMemory) -> None:
     from safetensors.torch import save_file
 
-    save_file(
-        {"embeddings": memory.embeddings.half().contiguous(), "labels": memory.labels.contiguous()},
-        os.path.join(folder, MEMORY_FILE),
-    )
+    tensors = {
+        "texts": memory.texts.half().contiguous(),
+        "current": memory.current.int().contiguous(),
+        "previous": memory.previous.int().contiguous(),
+        "labels": memory.labels.to(torch.int8).contiguous(),
+    }
+    if memory.emotions is not None:
+        tensors["emotions"] = memory.emotions.to(torch.int8).contiguous()
+    save_file(tensors, os.path.join(folder, MEMORY_FILE))
+
+
+def rows_from_keys(keys: torch.Tensor, key_turns: int) -> dict[str, torch.Tensor]:
+    """A memory saved before the compact layout (one key of `key_turns` normalised parts per row)
+    as texts and row indices: each row's parts become texts of their own."""
+    keys = keys.float()  # float32, so that KnnMemory normalises each part again
+    width = keys.shape[1] // key_turns
+    rows = torch.arange(len(keys))
+    if key_turns == 1:
+        return {"texts": keys, "current": rows, "previous": torch.full_like(rows, -1)}
+    before = keys[:, width:]
+    has_previous = before.abs().sum(1) > 0
+    previous = torch.full_like(rows, -1)
+    previous[has_previous] = len(keys) + torch.arange(int(has_previous.sum()))
+    return {"texts": torch.cat([keys[:, :width], keys[has_previous, width:]]), "current": rows, "previous": previous}
 
 
 def load_memory(folder: str, metadata: dict[str, Any]) -> KnnMemory | None:
@@ -157,20 +250,26 @@ def load_memory(folder: str, metadata: dict[str, Any]) -> KnnMemory | None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = os.path.join(folder, MEMORY_FILE)
+    path = companion_path(folder, MEMORY_FILE)
     fix = "copy the whole model folder, or fine-tune the model again"
     if not os.path.isfile(path):
         raise UserError(f"{folder}: emotion_predictor.json names a knn_memory but {MEMORY_FILE} is missing ({fix})")
+    key_turns = int(settings.get("key_turns", 1))  # models saved before knn_memory_turns key on one turn
     try:
         tensors = load_file(path)
+        rows = rows_from_keys(tensors["embeddings"], key_turns) if "embeddings" in tensors else tensors
         memory = KnnMemory(
-            tensors["embeddings"],
+            rows["texts"],
+            rows["current"],
+            rows["previous"],
             tensors["labels"],
             np.asarray(metadata["train_prior"], dtype=np.float64),
+            tensors.get("emotions"),
             int(settings["neighbours"]),
             float(settings["temperature"]),
             float(settings["weight"]),
-            int(settings.get("key_turns", 1)),  # models saved before knn_memory_turns key on one turn
+            key_turns,
+            float(settings.get("emotion_weight", 0.0)),
         )
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as err:
         raise UserError(f"{path}: not a readable knn memory ({type(err).__name__}: {err}) ({fix})") from None

@@ -25,11 +25,11 @@ from emotion_predictor.hub import hub_load_error, resolve_model_path
 from emotion_predictor.labels import EMOTIONS, ID2LABEL, LABEL2ID, NUM_LABELS, map_head_to_emotions
 from emotion_predictor.modeling import mean_pooling  # registers the mean-pooling classifier with the Auto loaders
 from emotion_predictor.modeling.knn_memory import KnnMemory, save_memory
+from emotion_predictor.modeling.model_folder import METADATA_FILE, RECOGNISER_FOLDER
 from emotion_predictor.output_files import atomic_path, write_json
 from emotion_predictor.prediction.decision import check_decision
 
 logger = logging.getLogger(__name__)
-METADATA_FILE = "emotion_predictor.json"
 
 # LoRA targets (attention query and value projections) by `config.model_type`.
 DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
@@ -200,30 +200,50 @@ def merged_model(model: nn.Module) -> nn.Module:
 
 
 def save_model(
-    model: nn.Module, tokenizer: Any, output_dir: str, metadata: dict[str, Any], memory: KnnMemory | None = None
+    model: nn.Module,
+    tokenizer: Any,
+    output_dir: str,
+    metadata: dict[str, Any],
+    memory: KnnMemory | None = None,
+    recogniser: Any = None,
 ) -> nn.Module:
-    """Write `adapter/` (PEFT only) and `model/` atomically, each with the knn memory when it is
-    kept (weight above 0); return the merged model."""
+    """Write `adapter/` (PEFT only) and `model/` atomically; return the merged model. `model/` also
+    holds the knn memory when it is kept (weight above 0) and the emotion recogniser (a
+    `Classifier`) when there is one; `adapter/` holds neither (no second copy): loaded from there,
+    they are read from the `model/` folder beside it."""
     from peft import PeftModel
-
-    def write_extras(folder: str) -> None:
-        tokenizer.save_pretrained(folder)
-        write_metadata(folder, metadata)
-        if memory is not None and memory.weight > 0:
-            save_memory(folder, memory)
 
     if isinstance(model, PeftModel):
         with atomic_path(os.path.join(output_dir, "adapter")) as tmp:
             model.save_pretrained(tmp)
-            write_extras(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_metadata(tmp, metadata)
     merged = merged_model(model)
     with atomic_path(os.path.join(output_dir, "model")) as tmp:
-        merged.save_pretrained(tmp)
-        if merged.config.model_type == mean_pooling.MeanPoolingBertConfig.model_type:
-            # The code that `auto_map` names, for loaders outside this project (trust_remote_code=True).
-            shutil.copy(mean_pooling.__file__, os.path.join(tmp, "mean_pooling.py"))
-        write_extras(tmp)
+        save_classifier_files(merged, tokenizer, tmp, metadata)
+        if memory is not None and memory.weight > 0:
+            save_memory(tmp, memory)
+        if recogniser is not None:
+            folder = os.path.join(tmp, RECOGNISER_FOLDER)
+            save_classifier_files(recogniser.model, recogniser.tokenizer, folder, recogniser_metadata(recogniser))
     return merged
+
+
+def save_classifier_files(model: nn.Module, tokenizer: Any, folder: str, metadata: dict[str, Any]) -> None:
+    """A standalone model folder: weights, config, tokenizer and `emotion_predictor.json`."""
+    model.save_pretrained(folder)
+    if model.config.model_type == mean_pooling.MeanPoolingBertConfig.model_type:
+        # The code that `auto_map` names, for loaders outside this project (trust_remote_code=True).
+        shutil.copy(mean_pooling.__file__, os.path.join(folder, "mean_pooling.py"))
+    tokenizer.save_pretrained(folder)
+    write_metadata(folder, metadata)
+
+
+def recogniser_metadata(recogniser: Any) -> dict[str, Any]:
+    """A recogniser's saved settings: its own fine-tuning metadata (if any) with the input settings
+    it was loaded with; its forecasts are read as probabilities, so no decision rule is kept."""
+    kept = {k: v for k, v in recogniser.metadata.items() if k not in ("decision_rule", "tau", "knn_memory")}
+    return {**kept, "context_turns": 0, "context_separator": recogniser.separator, "max_length": recogniser.max_length}
 
 
 def write_metadata(folder: str, metadata: dict[str, Any]) -> None:

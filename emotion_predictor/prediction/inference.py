@@ -5,12 +5,13 @@ model folder or a Hub id. Fine-tuned models bring their input settings (`context
 separator, `max_length`) from `emotion_predictor.json`; other models get the defaults. A model
 whose labels are our 7 emotions under other names or in another order is mapped by name.
 
-`predict_proba` builds inputs exactly as training does (`utils.encode_turns`), sorts them by
+`model_outputs` builds inputs exactly as training does (`inputs.encode_turns`), sorts them by
 length, pads each batch dynamically and runs under `torch.inference_mode` (fp16 on CUDA),
-returning probabilities in our label order: the classifier's, mixed with its nearest-neighbour
-memory's vote when the model was saved with one (`knn_memory.py`). `model_outputs` gives the
-classifier's probabilities and each row's embedding; `memory_queries` turns those into the keys
-that memory compares (with the previous utterance's embedding for a memory keyed on two turns).
+returning the classifier's probabilities in our label order and, when asked, each row's
+embedding; `forecast.py` mixes in the model's nearest-neighbour memory (`knn_memory.py`) when it
+was saved with one. A model saved with an emotion
+recogniser (`recogniser/` in its folder) loads it too: it recognises history turns' emotions for
+a memory keyed on the conversation's trajectory.
 """
 
 from __future__ import annotations
@@ -28,15 +29,14 @@ from emotion_predictor.data.inputs import default_separator, encode_turns
 from emotion_predictor.errors import UserError
 from emotion_predictor.hub import hub_load_error, resolve_model_path
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
-from emotion_predictor.modeling.knn_memory import KnnMemory, load_memory, memory_keys
+from emotion_predictor.modeling.knn_memory import KnnMemory, load_memory
+from emotion_predictor.modeling.memory_index import use_approximate_search
+from emotion_predictor.modeling.model_folder import RECOGNISER_FOLDER, companion_path
 from emotion_predictor.modeling.sequence_classifier import read_metadata
 from emotion_predictor.progress import track
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_LENGTH = 256
-# Utterance embeddings a Classifier keeps for a two-turn memory: in a conversation, the previous
-# utterance of one forecast was the last utterance of the forecast before, so it is not embedded again.
-RECENT_UTTERANCES = 1024
 
 
 @dataclass
@@ -53,7 +53,10 @@ class Classifier:
     device: torch.device
     metadata: dict[str, Any] = field(default_factory=dict)
     memory: KnnMemory | None = None
+    recogniser: Classifier | None = None  # recognises history turns' emotions for the memory's trajectory
+    # Embeddings and recognitions of recently seen texts (forecast.py keeps them bounded).
     recent_utterances: dict[str, np.ndarray] = field(default_factory=dict)
+    recent_recognitions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def locate_model_folder(path: str) -> str:
@@ -92,8 +95,10 @@ def load_classifier(
     context_turns: int | None = None,
     separator: str | None = None,
     max_length: int | None = None,
+    knn_search: str = "auto",
 ) -> Classifier:
-    """Load `name` for inference; explicit settings override the model's saved ones."""
+    """Load `name` for inference; explicit settings override the model's saved ones. `knn_search`:
+    how the memory finds neighbours (`memory_index.py`: exact, approximate, or auto by its size)."""
     path = resolve_model_path(name)
     source = locate_model_folder(path) if os.path.isdir(path) else path
     if os.path.isdir(source) and not any(
@@ -118,12 +123,13 @@ def load_classifier(
         )
     metadata = (read_metadata(source) if os.path.isdir(source) else None) or {}
     memory = load_memory(source, metadata) if metadata else None
-    if memory is not None and memory.embeddings.shape[1] != memory.key_turns * model.config.hidden_size:
+    if memory is not None and memory.texts.shape[1] != model.config.hidden_size:
         raise UserError(
-            f"{source}: knn memory keys have {memory.embeddings.shape[1]} values, the model's {memory.key_turns} "
-            f"turn(s) of {model.config.hidden_size} need {memory.key_turns * model.config.hidden_size} "
-            "(copy the whole model folder, or fine-tune the model again)"
+            f"{source}: knn memory embeddings have {memory.texts.shape[1]} values, the model's hidden size is "
+            f"{model.config.hidden_size} (copy the whole model folder, or fine-tune the model again)"
         )
+    if memory is not None:
+        use_approximate_search(memory, knn_search)
     chosen = pick_device(device)
     model.to(chosen).eval()
     if chosen.type == "cuda":
@@ -142,63 +148,26 @@ def load_classifier(
         device=chosen,
         metadata=metadata,
         memory=memory,
+        recogniser=load_recogniser(source, metadata, device),
     )
+
+
+def load_recogniser(source: str, metadata: dict[str, Any], device: str | None) -> Classifier | None:
+    """The emotion recogniser a model folder was saved with (in `recogniser/`), or None."""
+    if not metadata.get("emotion_recogniser"):
+        return None
+    folder = companion_path(source, RECOGNISER_FOLDER)
+    if not os.path.isdir(folder):
+        raise UserError(
+            f"{source}: emotion_predictor.json names an emotion recogniser but {RECOGNISER_FOLDER}/ is missing "
+            "(copy the whole model folder, or fine-tune the model again)"
+        )
+    return load_classifier(folder, device, context_turns=0)
 
 
 def window(history: Sequence[str], context_turns: int) -> list[str]:
     """The turns a model sees for a dialogue so far: the last `context_turns` + 1 utterances."""
     return list(history[-(context_turns + 1) :])
-
-
-def predict_proba(
-    classifier: Classifier,
-    turns: Sequence[Sequence[str]],
-    batch_size: int = 64,
-    progress: bool = False,
-    previous: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Next-turn probabilities (rows: examples, columns: `labels.EMOTIONS`), memory mixed in.
-    `previous` is each row's utterance before its current one ("" at a dialogue's start); a memory
-    keyed on two turns needs it."""
-    memory = classifier.memory
-    probs, embeddings = model_outputs(classifier, turns, batch_size, progress, memory is not None)
-    if memory is None:
-        return probs
-    return memory.mix(probs, memory_queries(classifier, memory.key_turns, turns, previous, embeddings, batch_size))
-
-
-def memory_queries(
-    classifier: Classifier,
-    key_turns: int,
-    turns: Sequence[Sequence[str]],
-    previous: Sequence[str] | None,
-    embeddings: np.ndarray,
-    batch_size: int = 64,
-    progress: bool = False,
-) -> np.ndarray:
-    """Rows' knn memory keys (`knn_memory.memory_keys`) from their `model_outputs` embeddings and,
-    for `key_turns` 2, the embeddings of their `previous` utterances, each embedded alone."""
-    if key_turns == 1:
-        return memory_keys(embeddings, None)
-    if previous is None or len(previous) != len(turns):
-        raise ValueError("a knn memory keyed on two turns needs each row's previous utterance")
-    # A one-turn row's embedding is its utterance's, so utterances scored as rows (in this call or
-    # a recent one) are not embedded again.
-    recent = classifier.recent_utterances
-    scored = {row[0]: embeddings[i] for i, row in enumerate(turns) if len(row) == 1}
-    missing = sorted({text for text in previous if text and text not in scored and text not in recent})
-    if missing:
-        scored.update(zip(missing, model_outputs(classifier, [[t] for t in missing], batch_size, progress, True)[1]))
-    before = np.zeros_like(embeddings)
-    for row, text in enumerate(previous):
-        if text:
-            before[row] = scored[text] if text in scored else recent[text]
-    for text, vector in list(scored.items())[-RECENT_UTTERANCES:]:
-        recent.pop(text, None)
-        recent[text] = vector.copy()  # a copy: a view would keep this call's whole array alive
-    for text in list(recent)[: max(len(recent) - RECENT_UTTERANCES, 0)]:
-        del recent[text]
-    return memory_keys(embeddings, before)
 
 
 def model_outputs(
@@ -215,8 +184,10 @@ def model_outputs(
     result = np.zeros((len(ids), NUM_LABELS), dtype=np.float32)
     embeddings = np.zeros((len(ids), classifier.model.config.hidden_size), dtype=np.float32) if embed else None
     states: list[torch.Tensor] = []
-    # The encoder's output, whatever head reads it: the hook sees one forward pass per batch.
-    encoder = classifier.model.base_model
+    # The encoder's output, whatever head reads it: the hook sees one forward pass per batch. A model
+    # still under PEFT (a run scoring validation before it saves) has its transformers model inside.
+    get_base = getattr(classifier.model, "get_base_model", None)
+    encoder = (get_base() if callable(get_base) else classifier.model).base_model
     hook = encoder.register_forward_hook(lambda _m, _i, out: states.append(out[0])) if embed else None
     starts = range(0, len(ids), batch_size)
     if progress:

@@ -1,6 +1,7 @@
 """The file and interactive modes of `ep_predict.py`, on top of `EmotionPredictor` (predictor.py).
 
-- `predict_jsonl`: a JSONL file of `{"id", "history"}` lines in, one `{"id", "label",
+- `predict_jsonl`: a JSONL file of `{"id", "history"[, "emotions"]}` lines in (`emotions`: one
+  name or null per history turn, used instead of the recognised ones), one `{"id", "label",
   "probabilities"}` line per good input line out (atomically), a bad line reported and skipped;
 - `converse`: a conversation read one utterance per line, the next-turn forecast printed after each.
 """
@@ -14,13 +15,14 @@ from typing import Any, TextIO
 
 from emotion_predictor.errors import UserError
 from emotion_predictor.output_files import atomic_path
-from emotion_predictor.prediction.predictor import EmotionPredictor, check_history
+from emotion_predictor.prediction.predictor import EmotionPredictor, check_emotions, check_history
 
 FILE_CHUNK = 4096  # histories scored per predict_batch call in file mode (bounds memory)
 
 
-def read_requests(path: str) -> Iterator[tuple[int, Any, list[str] | UserError]]:
-    """(line number, id, history or the error of that line) for each non-blank line of a JSONL file."""
+def read_requests(path: str) -> Iterator[tuple[int, Any, tuple[list[str], list[int]] | UserError]]:
+    """(line number, id, (history, emotion codes) or the error of that line) for each non-blank
+    line of a JSONL file; a line without `emotions` gets -1 (unknown) for every turn."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the `with` below; only opening may fail here)
     except OSError as err:
@@ -48,7 +50,10 @@ def read_requests(path: str) -> Iterator[tuple[int, Any, list[str] | UserError]]
                 continue
             request_id = row.get("id", number)
             try:
-                yield number, request_id, check_history(row["history"])
+                history = check_history(row["history"])
+                given = row.get("emotions")
+                codes = [-1] * len(history) if given is None else check_emotions(given, history)
+                yield number, request_id, (history, codes)
             except UserError as err:
                 yield number, request_id, err
 
@@ -65,19 +70,21 @@ def predict_jsonl(
     errors = errors or sys.stderr
     written = failed = 0
 
-    def flush(chunk: list[tuple[Any, list[str]]], out: TextIO) -> None:
-        for (request_id, _), forecast in zip(chunk, predictor.forecasts([h for _, h in chunk])):
+    def flush(chunk: list[tuple[Any, tuple[list[str], list[int]]]], out: TextIO) -> None:
+        histories = [history for _, (history, _) in chunk]
+        forecasts = predictor.forecasts(histories, emotions=[codes for _, (_, codes) in chunk])
+        for (request_id, _), forecast in zip(chunk, forecasts):
             out.write(json.dumps({"id": request_id, **forecast.to_dict(decimals=6)}, ensure_ascii=False) + "\n")
 
     def run(out: TextIO) -> None:
         nonlocal written, failed
-        chunk: list[tuple[Any, list[str]]] = []
-        for number, request_id, history in read_requests(input_path):
-            if isinstance(history, UserError):
+        chunk: list[tuple[Any, tuple[list[str], list[int]]]] = []
+        for number, request_id, request in read_requests(input_path):
+            if isinstance(request, UserError):
                 failed += 1
-                print(f"error: {input_path}:{number}: {history}", file=errors)
+                print(f"error: {input_path}:{number}: {request}", file=errors)
                 continue
-            chunk.append((request_id, history))
+            chunk.append((request_id, request))
             if len(chunk) == FILE_CHUNK:
                 flush(chunk, out)
                 written, chunk = written + len(chunk), []

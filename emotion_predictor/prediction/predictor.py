@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from emotion_predictor.errors import UserError
-from emotion_predictor.labels import EMOTIONS, NUM_LABELS
+from emotion_predictor.labels import EMOTIONS, LABEL2ID, NUM_LABELS, canonical_emotion
 from emotion_predictor.prediction.decision import decide_with_metadata
-from emotion_predictor.prediction.inference import Classifier, load_classifier, predict_proba, window
+from emotion_predictor.prediction.forecast import Trajectory, predict_proba
+from emotion_predictor.prediction.inference import Classifier, load_classifier, window
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,29 @@ def short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def check_emotions(emotions: Any, history: list[str], where: str = "emotions") -> list[int]:
+    """`emotions` (one per history turn: an emotion name, or None where it is not known) as codes
+    (-1 unknown), or a UserError that says what is wrong with it."""
+    if not isinstance(emotions, (list, tuple)):
+        raise UserError(
+            f"{where} must be a list with one emotion (or null) per history turn, not {type(emotions).__name__}"
+        )
+    if len(emotions) != len(history):
+        raise UserError(
+            f"{where} has {len(emotions)} entries for {len(history)} history turns; give one per turn, oldest "
+            "first (null where the emotion is not known)"
+        )
+    codes = []
+    for index, name in enumerate(emotions):
+        canonical = canonical_emotion(name) if isinstance(name, str) else None
+        if name is not None and canonical is None:
+            raise UserError(
+                f"{where}[{index}] is {short(name)}: not an emotion; use one of {', '.join(EMOTIONS)} or null"
+            )
+        codes.append(-1 if name is None else LABEL2ID[canonical])
+    return codes
+
+
 def check_history(history: Any, where: str = "history") -> list[str]:
     """`history` as a list of utterances, or a UserError that says what is wrong with it."""
     if isinstance(history, str):
@@ -92,9 +116,12 @@ class EmotionPredictor:
         self.batch_size = batch_size
 
     @classmethod
-    def from_pretrained(cls, path: str, device: str | None = "auto", batch_size: int = 64) -> EmotionPredictor:
-        """Load a fine-tuning output_dir, its model/ folder, or a Hub id (once; reuse the predictor)."""
-        classifier = load_classifier(path, device=device)
+    def from_pretrained(
+        cls, path: str, device: str | None = "auto", batch_size: int = 64, knn_search: str = "auto"
+    ) -> EmotionPredictor:
+        """Load a fine-tuning output_dir, its model/ folder, or a Hub id (once; reuse the predictor).
+        `knn_search`: the memory's neighbour search, exact, approximate, or auto (by its size)."""
+        classifier = load_classifier(path, device=device, knn_search=knn_search)
         if not classifier.metadata:
             logger.warning(
                 "%s has no emotion_predictor.json (not fine-tuned by ep_fine_tune.py): using context_turns %d, "
@@ -131,24 +158,58 @@ class EmotionPredictor:
             f"max_length={self.max_length}, decision_rule={self.decision_rule!r}, device={self.device!r})"
         )
 
-    def predict(self, history: Sequence[str]) -> Forecast:
-        """The forecast for the turn after `history` (the utterances so far, oldest first)."""
-        return self.forecasts([check_history(history)])[0]
+    @property
+    def trajectory_turns(self) -> int:
+        """How many of the last turns' emotions the forecast reads (0: the text alone)."""
+        memory = self.classifier.memory
+        return 0 if memory is None else memory.trajectory_turns
 
-    def predict_batch(self, histories: Iterable[Sequence[str]], batch_size: int | None = None) -> list[Forecast]:
-        """`predict` for many histories at once: batched, sorted by length; results in input order."""
+    def predict(self, history: Sequence[str], emotions: Sequence[str | None] | None = None) -> Forecast:
+        """The forecast for the turn after `history` (the utterances so far, oldest first).
+        `emotions`, one per turn (a name, or None where not known), are used instead of the
+        recognised ones: a chatbot knows the emotions of its own turns."""
+        checked = check_history(history)
+        codes = None if emotions is None else [check_emotions(emotions, checked)]
+        return self.forecasts([checked], emotions=codes)[0]
+
+    def predict_batch(
+        self,
+        histories: Iterable[Sequence[str]],
+        batch_size: int | None = None,
+        emotions: Sequence[Sequence[str | None] | None] | None = None,
+    ) -> list[Forecast]:
+        """`predict` for many histories at once: batched, sorted by length; results in input order.
+        `emotions`, if given, holds one list per history (or None for a history without them)."""
         if isinstance(histories, str) or not isinstance(histories, Iterable):
             raise UserError(f"histories must be a list of histories (lists of strings), not {type(histories).__name__}")
         checked = [check_history(h, f"histories[{i}]") for i, h in enumerate(histories)]
-        return self.forecasts(checked, batch_size)
+        codes = None
+        if emotions is not None:
+            if not isinstance(emotions, (list, tuple)) or len(emotions) != len(checked):
+                raise UserError(
+                    f"emotions must be a list with one entry (a list, or null) per history ({len(checked)} histories)"
+                )
+            codes = [
+                [-1] * len(h) if e is None else check_emotions(e, h, f"emotions[{i}]")
+                for i, (h, e) in enumerate(zip(checked, emotions))
+            ]
+        return self.forecasts(checked, batch_size, codes)
 
-    def forecasts(self, histories: list[list[str]], batch_size: int | None = None) -> list[Forecast]:
-        """Forecasts for already checked histories."""
+    def forecasts(
+        self, histories: list[list[str]], batch_size: int | None = None, emotions: list[list[int]] | None = None
+    ) -> list[Forecast]:
+        """Forecasts for already checked histories (and emotion codes, -1 unknown)."""
         if not histories:
             return []
         turns = [window(h, self.context_turns) for h in histories]
         previous = [h[-2] if len(h) > 1 else "" for h in histories]
-        probabilities = predict_proba(self.classifier, turns, batch_size or self.batch_size, previous=previous)
+        depth = self.trajectory_turns
+        trajectory = None
+        if depth:
+            recent_emotions = None if emotions is None else [e[-depth:] for e in emotions]
+            trajectory = Trajectory.of_histories([h[-depth:] for h in histories], recent_emotions)
+        batch = batch_size or self.batch_size
+        probabilities = predict_proba(self.classifier, turns, batch, previous=previous, trajectory=trajectory)
         labels = decide(probabilities, self.classifier.metadata)
         return [
             Forecast(EMOTIONS[int(label)], dict(zip(EMOTIONS, map(float, row))))

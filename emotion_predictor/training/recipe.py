@@ -1,8 +1,17 @@
-"""The fine-tuning run: data, model, loss, Trainer, and everything written to `output_dir`.
+"""The fine-tuning run as a recipe of named stages, each on one screen:
+
+1. `prepare_data`: load, check, shift, downsample (and rotate) the splits, then tokenize them;
+   `prepare_recogniser`: the emotion recogniser a trajectory is read with (trained first, or loaded);
+2. `build_model`: the base model with its head, pooling, warm start, loss, auxiliary task, LoRA;
+3. `train`: the Trainer over the train rows, best checkpoint by validation;
+4. `fit_forecasts`: decision rule and knn memory fitted on validation (`validation_fit.py`);
+5. `save_outputs`: `model/` (and `adapter/`) with everything a predictor needs;
+6. `report`: metrics, `metrics.json`, `report.txt`.
 
 `run_fine_tuning` is the one code path behind `ep_fine_tune.py` (and each sweep trial). It
 writes, atomically: `run_config.json`, `data_stats.json`, `checkpoints/`, `adapter/`, `model/`,
-`metrics.json` and `report.txt`.
+`metrics.json` and `report.txt`. Under torchrun every process runs the recipe; only global rank 0
+writes.
 """
 
 from __future__ import annotations
@@ -14,18 +23,19 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback
 
 from emotion_predictor.arguments import DataArguments, LossArguments, ModelArguments, TrainingConfig
 from emotion_predictor.data.inputs import default_separator
 from emotion_predictor.data.tokenize import tokenize_split
-from emotion_predictor.data.utils import class_counts, format_stats_table, prepare_splits
+from emotion_predictor.data.utils import PreparedData, class_counts, format_stats_table, prepare_splits
 from emotion_predictor.errors import UserError
 from emotion_predictor.evaluation.metrics import balanced_class_weights, classification_metrics, format_report
 from emotion_predictor.hub import hub_load_error
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS
-from emotion_predictor.modeling.classification_head import split_head_param_groups, warm_start_head
+from emotion_predictor.modeling.classification_head import warm_start_head
 from emotion_predictor.modeling.sequence_classifier import (
     apply_lora,
     load_base_model,
@@ -35,7 +45,7 @@ from emotion_predictor.modeling.sequence_classifier import (
 )
 from emotion_predictor.output_files import write_json, write_text
 from emotion_predictor.prediction.decision import decide_with_metadata, describe_decision, train_prior
-from emotion_predictor.prediction.inference import Classifier
+from emotion_predictor.prediction.inference import Classifier, load_classifier
 from emotion_predictor.progress import show_progress
 from emotion_predictor.training.current_emotion_task import (
     COLUMN,
@@ -43,123 +53,20 @@ from emotion_predictor.training.current_emotion_task import (
     current_emotion_loss,
     require_current_emotions,
 )
-from emotion_predictor.training.focal_loss import FocalLoss, class_weights_for
-from emotion_predictor.training.length_bucketing import LengthBucketSampler
-from emotion_predictor.training.neutral_rotation import NeutralRotation, NeutralRotationSampler
+from emotion_predictor.training.focal_loss import class_weights_for
+from emotion_predictor.training.neutral_rotation import NeutralRotation
+from emotion_predictor.training.trainer import WeightedLossTrainer, build_loss, metrics_function, validation_curve
 from emotion_predictor.training.trainer_settings import resume_target, training_arguments
-from emotion_predictor.training.validation_fit import final_forecasts, fit_decision, memory_rows
+from emotion_predictor.training.validation_fit import (
+    FinalForecasts,
+    MemoryKey,
+    final_forecasts,
+    fit_decision,
+    memory_rows,
+)
 
 logger = logging.getLogger(__name__)
-
-
-def build_loss(loss_args: LossArguments, weights: list[float]) -> FocalLoss:
-    """Focal loss, or cross entropy as focal loss with gamma 0 (the same code path)."""
-    gamma = loss_args.focal_gamma if loss_args.loss == "focal" else 0.0
-    return FocalLoss(alpha=weights, gamma=gamma, reduction="sum")
-
-
-class WeightedLossTrainer(Trainer):
-    """A Trainer whose loss is our (focal or cross-entropy) loss with class weights, plus the
-    auxiliary current-emotion loss when there is one (`current_emotion_task.py`), and whose
-    length-grouped batches come from `LengthBucketSampler` (or `NeutralRotationSampler`).
-
-    `compute_loss` sums the per-example losses and divides by `num_items_in_batch`, the number of
-    examples in the whole accumulated batch, so gradient accumulation gives the same gradient as
-    one large batch.
-    """
-
-    loss_is_scaled_for_ga = True
-
-    def __init__(
-        self,
-        *args: Any,
-        loss_fn: FocalLoss,
-        head_learning_rate: float | None = None,
-        rotation: NeutralRotation | None = None,
-        current_emotion: CurrentEmotionTask | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.loss_fn = loss_fn
-        self.head_learning_rate = head_learning_rate
-        self.rotation = rotation
-        self.current_emotion = current_emotion
-        # Makes Trainer count `num_items_in_batch` across accumulated micro-batches for us.
-        self.model_accepts_loss_kwargs = True
-
-    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
-        fresh = self.optimizer is None
-        optimizer = super().create_optimizer(model)
-        if fresh and self.head_learning_rate is not None:
-            moved = split_head_param_groups(optimizer, self.model, self.head_learning_rate)
-            logger.info("Head learning rate %g for %d parameter tensors", self.head_learning_rate, moved)
-        return optimizer
-
-    def _set_signature_columns_if_needed(self) -> None:
-        # The model's forward does not take the current emotions; compute_loss does.
-        super()._set_signature_columns_if_needed()
-        if self.current_emotion is not None and COLUMN not in self._signature_columns:
-            self._signature_columns.append(COLUMN)
-
-    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        grouped = self.args.train_sampling_strategy == "group_by_length"
-        if not grouped and self.rotation is None:
-            return super()._get_train_sampler(train_dataset)
-        lengths = None
-        if grouped:
-            # Trainer hands us a copy without the columns the model does not take ("length" among
-            # them); it keeps every row in place, so the original's lengths still index it.
-            source = self.train_dataset
-            if "length" in getattr(source, "column_names", ()):
-                lengths = source["length"]
-            else:
-                lengths = [len(ids) for ids in (train_dataset if train_dataset is not None else source)["input_ids"]]
-        if self.rotation is not None:
-            return NeutralRotationSampler(self.rotation, lengths, self.args.train_batch_size)
-        return LengthBucketSampler(lengths, self.args.train_batch_size)
-
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, Any],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        labels = inputs.pop("labels")
-        current = inputs.pop(COLUMN, None)  # train batches only: evaluation stays the plain forecast
-        outputs = model(**inputs)
-        total = self.loss_fn(outputs.logits, labels)
-        if current is not None:
-            total = total + self.current_emotion.loss_sum(current)
-        count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
-        loss = total / count
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            # The count is then summed over all processes, while DDP averages their gradients: undo the
-            # average as Trainer.compute_loss does (tensor-parallel ranks share a batch, so they count once).
-            # Under DataParallel (one process, n_gpu > 1) our loss already covers every GPU's rows.
-            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
-        return (loss, outputs) if return_outputs else loss
-
-
-def metrics_function(weights: list[float]):
-    def compute(prediction: Any) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), weights)
-
-    return compute
-
-
-def validation_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """One entry per evaluation during training: epoch, step and the validation metrics (argmax)."""
-    return [
-        {
-            "epoch": round(e["epoch"], 3),
-            "step": e["step"],
-            **{k[5:]: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)},
-        }
-        for e in log_history
-        if "eval_loss" in e
-    ]
+RECOGNISER_RUN = "recogniser"  # the output_dir of the recogniser a run trains first (emotion_recogniser train)
 
 
 @dataclasses.dataclass
@@ -169,6 +76,64 @@ class FineTuneResult:
     # Validation and test class probabilities of the final model, in row order (not written to
     # disk): benchmarks score other decision rules from them without re-running the model.
     probabilities: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class FineTuningRun:
+    """A run's settings and where it writes: what every stage reads."""
+
+    data_args: DataArguments
+    model_args: ModelArguments
+    loss_args: LossArguments
+    cfg: TrainingConfig
+    passthrough: dict[str, Any]
+    # Under torchrun / accelerate launch every process runs the recipe; only global rank 0 writes.
+    # The launcher's RANK says which one this is without initialising any distributed state.
+    main_process: bool = dataclasses.field(default_factory=lambda: int(os.environ.get("RANK", "0")) == 0)
+
+    @property
+    def out(self) -> str:
+        return self.cfg.output_dir
+
+
+@dataclasses.dataclass
+class RunData:
+    """The prepared splits of a run and their tokenized form."""
+
+    prepared: PreparedData
+    all_train: pd.DataFrame  # every train row the Trainer draws from (the rotation's pool)
+    rotation: NeutralRotation | None
+    first_epoch: np.ndarray | None
+    tokenizer: Any
+    separator: str
+    max_length: int
+    tokenized: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def splits(self) -> dict[str, pd.DataFrame]:
+        return self.prepared.splits
+
+    @property
+    def epoch_rows(self) -> Any:
+        """The tokenized rows of one epoch: what class weights, prior and warm start see."""
+        train = self.tokenized["train"]
+        return train if self.first_epoch is None else train.select(self.first_epoch)
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.splits[split]["label"].to_numpy()
+
+
+@dataclasses.dataclass
+class BuiltModel:
+    """The model ready to train, with what was decided while building it."""
+
+    model: torch.nn.Module
+    head: str
+    weights: list[float]
+    f1_weights: list[float]
+    loss_fn: Any
+    warm_start: dict[str, float] | None
+    current_emotion: CurrentEmotionTask | None
 
 
 def run_fine_tuning(
@@ -185,206 +150,308 @@ def run_fine_tuning(
 
     `score_test=False` leaves the test split unscored (studies that choose on validation only).
     """
-    passthrough = dict(passthrough or {})
     started = time.time()
-    out = train_cfg.output_dir
-    # Under torchrun / accelerate launch every process runs this function; only global rank 0 writes.
-    # The launcher's RANK says which one this is without initialising any distributed state.
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    os.makedirs(out, exist_ok=True)
-    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
-    separator = data_args.context_separator if data_args.context_separator is not None else default_separator(tokenizer)
-    max_length = min(
-        data_args.max_length, getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length
-    )
+    run = FineTuningRun(data_args, model_args, loss_args, train_cfg, dict(passthrough or {}))
+    os.makedirs(run.out, exist_ok=True)
+    data = prepare_data(run)
+    # Checked before anything is written, like the data: a bad setting leaves no run behind.
+    args = None if prepare_only else check_training_settings(run)
+    if run.main_process:
+        write_run_files(run, data.prepared)
+    data.tokenized = tokenize_data(run, data)
+    if prepare_only:
+        return FineTuneResult(run.out, {})
+    recogniser = prepare_recogniser(run, score_test)
+    built = build_model(run, data, args.per_device_eval_batch_size)
+    trainer = train(run, data, built, args, callbacks)
+    scored = ("validation", "test") if score_test else ("validation",)
+    final = fit_forecasts(run, data, trainer, recogniser, scored, args.per_device_eval_batch_size)
+    metadata = run_metadata(run, data, built, final)
+    merged = None
+    if run.main_process:
+        merged = save_model(trainer.model, data.tokenizer, run.out, metadata, final.memory, recogniser)
+    results = report(run, data, built, trainer, final, metadata, scored)
+    results["train_seconds"] = round(time.time() - started, 1)
+    if run.main_process:
+        write_json(os.path.join(run.out, "metrics.json"), results)
+        if train_cfg.push_to_hub:
+            push_to_hub(merged, data.tokenizer, train_cfg.fine_tuned_model)
+    return FineTuneResult(run.out, results, final.probs)
 
+
+# --------------------------------------------------------------------------- 1. data
+
+
+def prepare_data(run: FineTuningRun) -> RunData:
+    """The shifted splits, downsampled (or rotated) train rows, and the input settings."""
+    data_args, cfg = run.data_args, run.cfg
+    tokenizer = load_tokenizer(run.model_args.model_name_or_path, run.model_args.trust_remote_code)
+    separator = data_args.context_separator if data_args.context_separator is not None else default_separator(tokenizer)
+    model_limit = getattr(tokenizer, "model_max_length", data_args.max_length) or data_args.max_length
     rotating = data_args.resample_neutral_each_epoch
-    data = prepare_splits(
+    prepared = prepare_splits(
         data_args.dataset,
         context_turns=data_args.context_turns,
         neutral_keep_ratio=1.0 if rotating else data_args.neutral_keep_ratio,
-        seed=train_cfg.seed,
+        seed=cfg.seed,
         dataset_config=data_args.dataset_config,
         max_rows={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples},
     )
-    # The Trainer draws from every train row; weights, prior and warm start see one epoch's rows.
-    all_train, rotation, first_epoch = data.splits["train"], None, None
-    if loss_args.current_emotion_loss_weight > 0:
-        require_current_emotions(all_train, loss_args.current_emotion_loss_weight, data_args.dataset)
+    data = RunData(
+        prepared, prepared.splits["train"], None, None, tokenizer, separator, min(data_args.max_length, model_limit)
+    )
+    if run.loss_args.current_emotion_loss_weight > 0:
+        require_current_emotions(data.all_train, run.loss_args.current_emotion_loss_weight, data_args.dataset)
     if rotating:
-        rotation = NeutralRotation(all_train["label"].to_numpy(), data_args.neutral_keep_ratio, train_cfg.seed)
-        first_epoch = rotation.epoch_indices(0)
-        data.splits["train"] = all_train.iloc[first_epoch].reset_index(drop=True)
-        data.stats["splits"]["train"].update(
+        # The Trainer draws from every train row; weights, prior and warm start see one epoch's rows.
+        data.rotation = NeutralRotation(data.all_train["label"].to_numpy(), data_args.neutral_keep_ratio, cfg.seed)
+        data.first_epoch = data.rotation.epoch_indices(0)
+        prepared.splits["train"] = data.all_train.iloc[data.first_epoch].reset_index(drop=True)
+        prepared.stats["splits"]["train"].update(
             neutral_keep_ratio=data_args.neutral_keep_ratio,
             resample_neutral_each_epoch=True,
-            rows_per_epoch=len(rotation),
-            counts_per_epoch=class_counts(data.splits["train"]["label"]),
+            rows_per_epoch=len(data.rotation),
+            counts_per_epoch=class_counts(prepared.splits["train"]["label"]),
         )
-    # Checked before anything is written, like the data: a bad setting leaves no run behind.
-    args = None if prepare_only else training_arguments(train_cfg, passthrough)
-    if args is not None and loss_args.current_emotion_loss_weight > 0 and args.n_gpu > 1:
+    return data
+
+
+def check_training_settings(run: FineTuningRun) -> Any:
+    """The run's TrainingArguments, refused with one line when a setting cannot work."""
+    args = training_arguments(run.cfg, run.passthrough)
+    if run.data_args.task == "recognise" and (run.cfg.emotion_recogniser or run.cfg.trajectory_turns):
+        raise UserError(
+            "task is recognise (a recogniser of each utterance's own emotion), which reads no trajectory: "
+            "drop emotion_recogniser and trajectory_turns from this run"
+        )
+    if run.loss_args.current_emotion_loss_weight > 0 and args.n_gpu > 1:
         # DataParallel runs replicas of the model in threads; the auxiliary head reads one device's features.
         raise UserError(
             f"current_emotion_loss_weight needs one process per GPU: launch with torchrun --nproc_per_node "
             f"{args.n_gpu} (or make one GPU visible with CUDA_VISIBLE_DEVICES)"
         )
-    if main_process:
-        # Written once the data has passed its checks: a bad dataset leaves no run behind.
-        write_json(
-            os.path.join(out, "run_config.json"),
-            {
-                **{
-                    k: v
-                    for a in (data_args, model_args, loss_args, train_cfg)
-                    for k, v in dataclasses.asdict(a).items()
-                },
-                **passthrough,
-            },
-        )
-        write_json(os.path.join(out, "data_stats.json"), data.stats)
-        print(format_stats_table(data.stats))
-    tokenized = {
-        split: tokenize_split(frame, tokenizer, separator, max_length, data_args.data_cache_dir)
-        for split, frame in {**data.splits, "train": all_train}.items()
-    }
-    epoch_rows = tokenized["train"] if first_epoch is None else tokenized["train"].select(first_epoch)
-    if prepare_only:
-        return FineTuneResult(out, {})
+    return args
 
-    weights = class_weights_for(loss_args.class_weights, data.splits["train"]["label"].to_numpy())
+
+def write_run_files(run: FineTuningRun, prepared: PreparedData) -> None:
+    """run_config.json and data_stats.json, once the data has passed its checks."""
+    settings = {
+        k: v for a in (run.data_args, run.model_args, run.loss_args, run.cfg) for k, v in dataclasses.asdict(a).items()
+    }
+    write_json(os.path.join(run.out, "run_config.json"), {**settings, **run.passthrough})
+    write_json(os.path.join(run.out, "data_stats.json"), prepared.stats)
+    print(format_stats_table(prepared.stats))
+
+
+def tokenize_data(run: FineTuningRun, data: RunData) -> dict[str, Any]:
+    """Each split tokenized (cached), the train split with every row the Trainer may draw."""
+    frames = {**data.splits, "train": data.all_train}
+    return {
+        split: tokenize_split(frame, data.tokenizer, data.separator, data.max_length, run.data_args.data_cache_dir)
+        for split, frame in frames.items()
+    }
+
+
+def prepare_recogniser(run: FineTuningRun, score_test: bool) -> Classifier | None:
+    """The emotion recogniser of `emotion_recogniser`: trained first by a run of its own (task
+    recognise, same data and base model, in `output_dir/recogniser`), or loaded; None without one."""
+    source = run.cfg.emotion_recogniser
+    if not source:
+        return None
+    if source == "train":
+        data_args = dataclasses.replace(
+            run.data_args, task="recognise", max_train_samples=run.cfg.recogniser_train_samples
+        )
+        cfg = dataclasses.replace(
+            run.cfg,
+            output_dir=os.path.join(run.out, RECOGNISER_RUN),
+            num_train_epochs=run.cfg.recogniser_epochs,
+            knn_memory="none",
+            trajectory_turns=0,
+            emotion_recogniser=None,
+            decision_rule="argmax",
+            push_to_hub=False,
+        )
+        logger.info("emotion_recogniser train: fine-tuning a recogniser of each utterance's own emotion first")
+        run_fine_tuning(data_args, run.model_args, run.loss_args, cfg, run.passthrough, score_test=score_test)
+        source = os.path.join(cfg.output_dir, "model")
+    recogniser = load_classifier(source, device="auto", context_turns=0)
+    recogniser.model.eval()
+    return recogniser
+
+
+# --------------------------------------------------------------------------- 2. model
+
+
+def build_model(run: FineTuningRun, data: RunData, batch_size: int) -> BuiltModel:
+    """The base model with its head (warm-started), pooling, loss, auxiliary task and LoRA."""
+    model_args, loss_args = run.model_args, run.loss_args
+    train_labels = data.labels("train")
+    weights = class_weights_for(loss_args.class_weights, train_labels)
     logger.info("Class weights: %s", ", ".join(f"{n} {w:.3f}" for n, w in zip(EMOTIONS, weights)))
-    # F1-all-class has one definition whatever the loss: balanced weights of the train labels.
-    f1_weights = balanced_class_weights(data.splits["train"]["label"].to_numpy())
-    torch.manual_seed(train_cfg.seed)
+    torch.manual_seed(run.cfg.seed)
     model, head = load_base_model(model_args.model_name_or_path, model_args.trust_remote_code)
     if model_args.pooling == "mean":
         model = with_mean_pooling(model)
-    collator = DataCollatorWithPadding(tokenizer)
-    resume = resume_target(train_cfg)
     warm_start = None
-    if train_cfg.head_warm_start == "logistic_regression" and resume is None:
+    if run.cfg.head_warm_start == "logistic_regression" and resume_target(run.cfg) is None:
         # Before LoRA wraps the model: PEFT copies the (warm) head into its modules_to_save.
-        warm_start = warm_start_head(
-            model,
-            epoch_rows,
-            data.splits["train"]["label"].to_numpy(),
-            weights,
-            collator,
-            args.per_device_eval_batch_size,
-        )
+        collator = DataCollatorWithPadding(data.tokenizer)
+        warm_start = warm_start_head(model, data.epoch_rows, train_labels, weights, collator, batch_size)
     loss_fn = build_loss(loss_args, weights)
     current_emotion = None
     if loss_args.current_emotion_loss_weight > 0:
-        tokenized["train"] = tokenized["train"].add_column(COLUMN, all_train["current_label"].tolist())
-        epoch_current = data.splits["train"]["current_label"].to_numpy()
-        current_emotion = CurrentEmotionTask(
-            model,
-            loss_args.current_emotion_loss_weight,
-            current_emotion_loss(loss_fn, loss_args.class_weights, epoch_current),
+        data.tokenized["train"] = data.tokenized["train"].add_column(COLUMN, data.all_train["current_label"].tolist())
+        current_loss = current_emotion_loss(
+            loss_fn, loss_args.class_weights, data.splits["train"]["current_label"].to_numpy()
         )
+        current_emotion = CurrentEmotionTask(model, loss_args.current_emotion_loss_weight, current_loss)
     if model_args.use_lora:
         model = apply_lora(model, model_args)
     if current_emotion is not None:
         current_emotion.watch(model)
-    if train_cfg.early_stopping_patience is not None:
-        callbacks = [*(callbacks or []), EarlyStoppingCallback(train_cfg.early_stopping_patience)]
+    # F1-all-class has one definition whatever the loss: balanced weights of the train labels.
+    f1_weights = balanced_class_weights(train_labels)
+    return BuiltModel(model, head, weights, f1_weights, loss_fn, warm_start, current_emotion)
+
+
+# --------------------------------------------------------------------------- 3. training
+
+
+def train(
+    run: FineTuningRun, data: RunData, built: BuiltModel, args: Any, callbacks: list[TrainerCallback] | None
+) -> Trainer:
+    """Train (or resume), keeping the best checkpoint by validation; the trained model is `trainer.model`."""
+    if run.cfg.early_stopping_patience is not None:
+        callbacks = [*(callbacks or []), EarlyStoppingCallback(run.cfg.early_stopping_patience)]
     trainer = WeightedLossTrainer(
-        model=model,
+        model=built.model,
         args=args,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=metrics_function(f1_weights),
+        train_dataset=data.tokenized["train"],
+        eval_dataset=data.tokenized["validation"],
+        data_collator=DataCollatorWithPadding(data.tokenizer),
+        processing_class=data.tokenizer,
+        compute_metrics=metrics_function(built.f1_weights),
         callbacks=callbacks,
-        loss_fn=loss_fn,
-        head_learning_rate=train_cfg.head_learning_rate,
-        rotation=rotation,
-        current_emotion=current_emotion,
+        loss_fn=built.loss_fn,
+        head_learning_rate=run.cfg.head_learning_rate,
+        rotation=data.rotation,
+        current_emotion=built.current_emotion,
     )
     show_progress(trainer)
-    trainer.train(resume_from_checkpoint=resume)
-    if current_emotion is not None:
-        current_emotion.detach(trainer.model)
-
-    scored = ("validation", "test") if score_test else ("validation",)
+    trainer.train(resume_from_checkpoint=resume_target(run.cfg))
+    if built.current_emotion is not None:
+        built.current_emotion.detach(trainer.model)
     trainer.model.eval()
+    return trainer
+
+
+# --------------------------------------------------------------------------- 4. fitting on validation
+
+
+def fit_forecasts(
+    run: FineTuningRun,
+    data: RunData,
+    trainer: Trainer,
+    recogniser: Classifier | None,
+    scored: tuple[str, ...],
+    batch_size: int,
+) -> FinalForecasts:
+    """The trained classifier's probabilities on the scored splits, with the decision rule and
+    knn memory fitted on validation (the trajectory's emotions recognised, never read)."""
     device = next(trainer.model.parameters()).device
-    trained = Classifier(
-        trainer.model, tokenizer, "trained model", 0, separator, max_length, list(range(NUM_LABELS)), device
-    )
-    prior = train_prior(data.splits["train"]["label"])
-    val_labels = data.splits["validation"]["label"].to_numpy()
-    final = final_forecasts(
+    order = list(range(NUM_LABELS))
+    trained = Classifier(trainer.model, data.tokenizer, "trained", 0, data.separator, data.max_length, order, device)
+    trained.recogniser = recogniser
+    prior = train_prior(data.labels("train"))
+    f1_weights = balanced_class_weights(data.labels("train"))
+    memory_frame = None if run.cfg.knn_memory == "none" else memory_rows(run.cfg, run.data_args, data.all_train)
+    return final_forecasts(
         trained,
         {split: data.splits[split] for split in scored},
-        None if train_cfg.knn_memory == "none" else memory_rows(train_cfg, data_args, all_train),
+        memory_frame,
         prior,
-        args.per_device_eval_batch_size,
-        lambda p: fit_decision(train_cfg, p, val_labels, prior, f1_weights),
-        train_cfg.knn_memory_turns,
+        batch_size,
+        lambda p: fit_decision(run.cfg, p, data.labels("validation"), prior, f1_weights),
+        MemoryKey(run.cfg.knn_memory_turns, run.cfg.trajectory_turns),
     )
-    probs, decision, memory = final.probs, final.decision, final.memory
-    labels = {split: data.splits[split]["label"].to_numpy() for split in scored}
-    metadata = {
-        "context_turns": data_args.context_turns,
-        "context_separator": separator,
-        "max_length": max_length,
+
+
+# --------------------------------------------------------------------------- 5. saving
+
+
+def run_metadata(run: FineTuningRun, data: RunData, built: BuiltModel, final: FinalForecasts) -> dict[str, Any]:
+    """What `emotion_predictor.json` records: the input settings, labels, decision rule and memory."""
+    return {
+        "context_turns": run.data_args.context_turns,
+        "context_separator": data.separator,
+        "max_length": data.max_length,
         "class_names": EMOTIONS,
-        "class_weights": weights,
-        "f1_all_class_weights": f1_weights,
-        "base_model": model_args.model_name_or_path,
-        "head": head,
-        "pooling": model_args.pooling,
-        "train_prior": prior,
-        **decision,
-        "knn_memory": None if memory is None else memory.settings(train_cfg.knn_memory),
+        "class_weights": built.weights,
+        "f1_all_class_weights": built.f1_weights,
+        "base_model": run.model_args.model_name_or_path,
+        "head": built.head,
+        "pooling": run.model_args.pooling,
+        "train_prior": train_prior(data.labels("train")),
+        **final.decision,
+        "knn_memory": None if final.memory is None else final.memory.settings(run.cfg.knn_memory),
+        "task": run.data_args.task,
+        "emotion_recogniser": run.cfg.emotion_recogniser,
     }
-    if main_process:
-        merged = save_model(trainer.model, tokenizer, out, metadata, memory)
+
+
+def push_to_hub(merged: torch.nn.Module, tokenizer: Any, target: str) -> None:
+    try:
+        merged.push_to_hub(target)
+        tokenizer.push_to_hub(target)
+    except Exception as err:  # the Hub client raises many types; all mean "push failed"
+        raise hub_load_error(target, "push target", err) from None
+
+
+# --------------------------------------------------------------------------- 6. report
+
+
+def report(
+    run: FineTuningRun,
+    data: RunData,
+    built: BuiltModel,
+    trainer: Trainer,
+    final: FinalForecasts,
+    metadata: dict[str, Any],
+    scored: tuple[str, ...],
+) -> dict[str, Any]:
+    """metrics.json's figures of the scored splits; report.txt (main process) for the test split."""
     results: dict[str, Any] = {
-        "head": head,
-        "class_weights": weights,
-        "f1_all_class_weights": f1_weights,
-        **decision,
+        "head": built.head,
+        "class_weights": built.weights,
+        "f1_all_class_weights": built.f1_weights,
+        **final.decision,
         "knn_memory": metadata["knn_memory"],
         "validation_classifier_alone": classification_metrics(
-            val_labels,
+            data.labels("validation"),
             decide_with_metadata(final.classifier_probs["validation"], final.classifier_decision),
-            f1_weights,
+            built.f1_weights,
         ),
-        "head_warm_start": warm_start,
+        "head_warm_start": built.warm_start,
         "epochs_trained": round(trainer.state.epoch or 0, 3),
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "validation_curve": validation_curve(trainer.state.log_history),
     }
     for split in scored:
-        predictions = decide_with_metadata(probs[split], metadata)
-        results[split] = classification_metrics(labels[split], predictions, f1_weights)
-        if decision["decision_rule"] != "argmax":
-            results[f"{split}_argmax"] = classification_metrics(labels[split], probs[split].argmax(-1), f1_weights)
-    report = (
-        format_report(
-            labels["test"],
-            decide_with_metadata(probs["test"], metadata),
-            results["test"],
-            describe_decision(metadata),
-            f1_weights,
+        predictions = decide_with_metadata(final.probs[split], metadata)
+        results[split] = classification_metrics(data.labels(split), predictions, built.f1_weights)
+        if metadata["decision_rule"] != "argmax":
+            results[f"{split}_argmax"] = classification_metrics(
+                data.labels(split), final.probs[split].argmax(-1), built.f1_weights
+            )
+    if "test" not in scored:
+        text = "test split not scored (score_test=False)\n"
+    else:
+        predicted = decide_with_metadata(final.probs["test"], metadata)
+        text = format_report(
+            data.labels("test"), predicted, results["test"], describe_decision(metadata), built.f1_weights
         )
-        if score_test
-        else "test split not scored (score_test=False)\n"
-    )
-    results["train_seconds"] = round(time.time() - started, 1)
-    if not main_process:
-        return FineTuneResult(out, results, probs)
-    write_text(os.path.join(out, "report.txt"), report)
-    print(report)
-    write_json(os.path.join(out, "metrics.json"), results)
-    if train_cfg.push_to_hub:
-        try:
-            merged.push_to_hub(train_cfg.fine_tuned_model)
-            tokenizer.push_to_hub(train_cfg.fine_tuned_model)
-        except Exception as err:  # the Hub client raises many types; all mean "push failed"
-            raise hub_load_error(train_cfg.fine_tuned_model, "push target", err) from None
-    return FineTuneResult(out, results, probs)
+    if run.main_process:
+        write_text(os.path.join(run.out, "report.txt"), text)
+        print(text)
+    return results

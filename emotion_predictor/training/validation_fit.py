@@ -19,7 +19,8 @@ from emotion_predictor.data.utils import prepare_splits
 from emotion_predictor.evaluation.metrics import headline_metrics
 from emotion_predictor.modeling.knn_memory import KnnMemory, fit_memory
 from emotion_predictor.prediction.decision import fit_tau
-from emotion_predictor.prediction.inference import Classifier, memory_queries, model_outputs
+from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries
+from emotion_predictor.prediction.inference import Classifier, model_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,44 @@ class FinalForecasts:
     classifier_decision: dict[str, Any]
 
 
+@dataclasses.dataclass
+class MemoryKey:
+    """What keys the memory's rows: the previous utterance (`key_turns` 2) and the emotions of the
+    last `trajectory_turns` turns."""
+
+    key_turns: int = 1
+    trajectory_turns: int = 0
+
+
+def gold_trajectories(frame: Any, turns: int) -> np.ndarray:
+    """(rows, turns) gold emotion codes of each row's last turns, current first; -1 where the
+    dialogue has no such turn or the source gives no emotion."""
+    codes = np.full((len(frame), turns), -1, dtype=np.int64)
+    for row, (label, history) in enumerate(zip(frame["current_label"], frame["history_labels"])):
+        values = [label, *reversed(history)][:turns]
+        codes[row, : len(values)] = values
+    return codes
+
+
+def build_memory(trained: Classifier, frame: Any, prior: list[float], key: MemoryKey, batch_size: int) -> KnnMemory:
+    """The memory of `frame`'s rows: each distinct input (and previous utterance) embedded once,
+    rows keyed on them and on their gold trajectory."""
+    inputs = [tuple(row) for row in frame["turns"]]
+    previous = frame["previous_text"].tolist() if key.key_turns == 2 else []
+    distinct = list(dict.fromkeys([*inputs, *((text,) for text in previous if text)]))
+    index = {text: i for i, text in enumerate(distinct)}
+    _, embedded = model_outputs(trained, [list(text) for text in distinct], batch_size, True, True)
+    return KnnMemory(
+        torch.from_numpy(embedded),
+        torch.tensor([index[text] for text in inputs]),
+        torch.tensor([index[(text,)] if text else -1 for text in previous] or [-1] * len(inputs)),
+        torch.tensor(frame["label"].to_numpy()),
+        np.asarray(prior, dtype=np.float64),
+        torch.from_numpy(gold_trajectories(frame, key.trajectory_turns)) if key.trajectory_turns else None,
+        key_turns=key.key_turns,
+    )
+
+
 def final_forecasts(
     trained: Classifier,
     frames: dict[str, Any],
@@ -91,41 +130,41 @@ def final_forecasts(
     prior: list[float],
     batch_size: int,
     fit: Callable[[np.ndarray], tuple[dict[str, Any], tuple[bool, float]]],
-    key_turns: int = 1,
+    key: MemoryKey | None = None,
 ) -> FinalForecasts:
     """Score `frames` (validation, maybe test) through the same inference code as evaluation and
-    prediction (Trainer.predict returns rows in length-grouped order when group_by_length is on),
-    then fit the decision rule with `fit`, and the memory of `memory_frame`'s rows, keyed on
-    `key_turns` turns, if given."""
-    embed = memory_frame is not None
+    prediction (recognising their trajectories' emotions, never reading their gold ones), then fit
+    the decision rule with `fit`, and the memory of `memory_frame`'s rows, keyed per `key`, if given."""
+    key = key or MemoryKey()
     outputs = {
-        split: model_outputs(trained, rows["turns"].tolist(), batch_size, True, embed) for split, rows in frames.items()
+        split: classifier_and_queries(
+            trained,
+            key.key_turns if memory_frame is not None else 1,
+            key.trajectory_turns if memory_frame is not None else 0,
+            rows["turns"].tolist(),
+            rows["previous_text"].tolist(),
+            Trajectory.of_rows(rows),
+            batch_size,
+            True,
+        )
+        for split, rows in frames.items()
     }
     probs = {split: p for split, (p, _) in outputs.items()}
     decision, score = fit(probs["validation"])
     forecasts = FinalForecasts(probs, decision, None, probs, decision)
-    if embed:
-
-        def keys(rows: Any, embeddings: np.ndarray) -> np.ndarray:
-            turns, previous = rows["turns"].tolist(), rows["previous_text"].tolist()
-            return memory_queries(trained, key_turns, turns, previous, embeddings, batch_size, True)
-
-        queries = {split: keys(frames[split], embeddings) for split, (_, embeddings) in outputs.items()}
-        embedded = model_outputs(trained, memory_frame["turns"].tolist(), batch_size, True, True)[1]
-        memory = KnnMemory(
-            torch.from_numpy(keys(memory_frame, embedded)),
-            torch.tensor(memory_frame["label"].to_numpy()),
-            prior,
-            key_turns=key_turns,
-        )
-        forecasts.decision, score = fit_memory(memory, probs["validation"], queries["validation"], fit)
+    if memory_frame is not None:
+        memory = build_memory(trained, memory_frame, prior, key, batch_size)
+        forecasts.decision, score = fit_memory(memory, probs["validation"], outputs["validation"][1], fit)
         forecasts.memory = memory
-        forecasts.probs = {split: memory.mix(probs[split], queries[split]) for split in outputs}
+        forecasts.probs = {split: memory.mix(probs[split], queries) for split, (_, queries) in outputs.items()}
         logger.info(
-            "knn_memory: %d rows keyed on %d turn(s), neighbours %d, temperature %g, weight %g "
-            "(0: the classifier alone)",
+            "knn_memory: %d rows (%d distinct texts) keyed on %d turn(s) and %d turns' emotions (weight %g), "
+            "neighbours %d, temperature %g, weight %g (0: the classifier alone)",
             len(memory.labels),
+            len(memory.texts),
             memory.key_turns,
+            memory.trajectory_turns,
+            memory.emotion_weight,
             memory.neighbours,
             memory.temperature,
             memory.weight,
