@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import os
 
-from emotion_predictor.arguments import FINE_TUNE_CLASSES, EvaluateArguments, PredictArguments, SweepArguments
+from emotion_predictor.arguments import (
+    FINE_TUNE_CLASSES,
+    EvaluateArguments,
+    PredictArguments,
+    ServeArguments,
+    SweepArguments,
+)
 from emotion_predictor.config import default_text, resolved_fields, type_name
 from emotion_predictor.output_files import write_text
 from emotion_predictor.tables import markdown_table
@@ -23,6 +29,7 @@ SCRIPTS = {
     ),
     "ep_evaluate.py": ((EvaluateArguments,), ""),
     "ep_predict.py": ((PredictArguments,), ""),
+    "ep_serve.py": ((ServeArguments,), "The API, its errors and how to deploy it: [serving.md](serving.md)."),
     "ep_sweep.py": ((SweepArguments,), "Every other key is a fine-tuning key (above) that the trials start from."),
 }
 

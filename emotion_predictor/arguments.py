@@ -350,6 +350,37 @@ class PredictArguments:
     )
 
 
+@dataclass
+class ServeArguments:
+    """The HTTP forecasting service (ep_serve.py): the model, where it listens, micro-batching and request limits."""
+
+    model: str = key(help="a fine-tuning output_dir, its model/ folder, or a Hub id; loaded once at startup")
+    host: str = key("127.0.0.1", help="address to listen on (127.0.0.1 = this machine only; 0.0.0.0 = every interface)")
+    port: int = key(8000, help="TCP port to listen on", check=in_range(1, 65535))
+    device: str = key("auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N", check=known_device)
+    batch_size: int = key(
+        32,
+        help="most histories gathered from concurrent requests into one forward pass (one batch request "
+        "larger than this is still scored in one call)",
+        check=in_range(1),
+    )
+    max_batch_wait_ms: float = key(
+        5.0,
+        help="how long a request may wait for others to share its forward pass (0 = only those already waiting)",
+        check=in_range(0, 1000),
+    )
+    max_history_turns: int = key(
+        200, help="most utterances in one history (the model reads only the last few)", check=in_range(1)
+    )
+    max_utterance_chars: int = key(2000, help="most characters in one utterance", check=in_range(1))
+    max_batch_histories: int = key(256, help="most histories in one /v1/forecast/batch request", check=in_range(1))
+    max_request_bytes: int = key(1_000_000, help="most bytes in one request body", check=in_range(1))
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = key(
+        "info", help="the service's log level (startup, errors, and with access_log each request)"
+    )
+    access_log: bool = key(True, help="log one line per request")
+
+
 def json_object(value: object) -> str | None:
     return None if value is None or isinstance(value, dict) else "expected a JSON object"
 

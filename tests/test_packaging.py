@@ -26,6 +26,7 @@ CONSOLE_SCRIPTS = {
     "ep-evaluate": f"{PACKAGE}.cli.evaluate:cli",
     "ep-predict": f"{PACKAGE}.cli.predict:cli",
     "ep-sweep": f"{PACKAGE}.cli.sweep:cli",
+    "ep-serve": f"{PACKAGE}.cli.serve:cli",
 }
 LEFT_OUT = ("tests/", "bench/", "docs/", "args/", "examples/", "runs/")
 IMPORT_CHECK = (
