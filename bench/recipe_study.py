@@ -70,6 +70,7 @@ import logging
 import os
 import time
 
+from bench.resumable import run_rows
 from emotion_predictor.logs import setup_logging
 
 setup_logging(logging.INFO)  # before the libraries load: their import-time noise is filtered
@@ -81,7 +82,7 @@ from bench.scoring import COLUMNS, markdown_table  # noqa: E402
 from emotion_predictor.arguments import FINE_TUNE_CLASSES  # noqa: E402
 from emotion_predictor.config import build_instances  # noqa: E402
 from emotion_predictor.evaluation.metrics import classification_metrics  # noqa: E402
-from emotion_predictor.output_files import write_json, write_text  # noqa: E402
+from emotion_predictor.output_files import write_json  # noqa: E402
 from emotion_predictor.prediction.decision import decide, fit_tau, train_prior  # noqa: E402
 from emotion_predictor.training.recipe import run_fine_tuning  # noqa: E402
 
@@ -439,16 +440,8 @@ def main() -> None:
     os.makedirs(RESULTS, exist_ok=True)
     for name in args.score_test:
         score_test_after_pick(name)
-    if not args.report_only and not args.score_test:
-        for name in args.only or ROWS:
-            if os.path.isfile(result_path(name)):
-                print(f"{name}: done, skipped ({result_path(name)})")
-                continue
-            run(name)
-            write_text(os.path.join(RESULTS, "study.md"), report())
-    text = report()
-    write_text(os.path.join(RESULTS, "study.md"), text)
-    print(text)
+    names = [] if args.report_only or args.score_test else args.only or ROWS
+    run_rows(names, result_path, run, report, os.path.join(RESULTS, "study.md"))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,15 @@ then evaluated with recognised and given emotions against the TF-IDF baselines.
 
 Rows, in the order they run:
 
-- `quickstart`: args/quickstart.json as it is (its own 10-minute budget);
-- `cpu_best-seed42`, `cpu_best-seed43`, `cpu_best-seed44`: args/cpu_best.json with that seed.
+- `recogniser`: the recogniser args/cpu_best.json trains first (`emotion_recogniser: "train"`:
+  task recognise, one epoch over every train utterance, neutral kept at a quarter, seed 42);
+- `cpu_best-seed42`, `cpu_best-seed43`, `cpu_best-seed44`: args/cpu_best.json with that seed,
+  reading the `recogniser` row's model instead of training it again (the CPU budget of the study:
+  the seeds vary the forecaster, the recogniser is seed 42's for all three);
+- `quickstart`: args/quickstart.json as it is, its recogniser trained inline (its 10-minute budget).
 
-Each row fine-tunes into bench/runs/trajectory-<name>/ (its recogniser first, then the forecaster,
-whose memory and decision rule are fitted on validation), then runs `ep_evaluate` on the test split
+Each row fine-tunes into bench/runs/trajectory-<name>/ (a finished run there, with its
+metrics.json, is read instead of trained again) and the forecasters then run `ep_evaluate` on the test split
 into that folder's `evaluation/` (the model with recognised emotions, the same model given the
 split's gold emotions of the history turns, the tfidf and tfidf_history baselines on the same
 train rows, each with its seen / unseen rows). It writes bench/results/trajectory-<name>.json as
@@ -26,6 +30,7 @@ import logging
 import os
 import time
 
+from bench.resumable import run_rows
 from emotion_predictor.logs import setup_logging
 
 setup_logging(logging.INFO)  # before the libraries load: their import-time noise is filtered
@@ -36,16 +41,33 @@ from transformers import TrainingArguments  # noqa: E402
 from emotion_predictor.arguments import FINE_TUNE_CLASSES, EvaluateArguments  # noqa: E402
 from emotion_predictor.config import build_instances  # noqa: E402
 from emotion_predictor.evaluation.evaluate import run_evaluation  # noqa: E402
-from emotion_predictor.output_files import write_json, write_text  # noqa: E402
+from emotion_predictor.output_files import write_json  # noqa: E402
 from emotion_predictor.tables import markdown_table  # noqa: E402
 from emotion_predictor.training.recipe import run_fine_tuning  # noqa: E402
 
 RESULTS = "bench/results"
 RUNS = "bench/runs"
 HEADLINE = ("Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1")
+RECOGNISER = os.path.join(RUNS, "trajectory-recogniser")
+# name -> (args file, seed, overrides)
 ROWS = {
-    "quickstart": ("args/quickstart.json", 42),
-    **{f"cpu_best-seed{seed}": ("args/cpu_best.json", seed) for seed in (42, 43, 44)},
+    "recogniser": (
+        "args/cpu_best.json",
+        42,
+        {
+            "task": "recognise",
+            "num_train_epochs": 1.0,
+            "knn_memory": "none",
+            "trajectory_turns": 0,
+            "emotion_recogniser": None,
+            "decision_rule": "argmax",
+        },
+    ),
+    **{
+        f"cpu_best-seed{seed}": ("args/cpu_best.json", seed, {"emotion_recogniser": os.path.join(RECOGNISER, "model")})
+        for seed in (42, 43, 44)
+    },
+    "quickstart": ("args/quickstart.json", 42, {}),
 }
 
 
@@ -53,14 +75,17 @@ def result_path(name: str) -> str:
     return os.path.join(RESULTS, f"trajectory-{name}.json")
 
 
-def fine_tune(name: str, args_file: str, seed: int) -> tuple[str, dict, float]:
+def fine_tune(name: str) -> tuple[str, dict]:
+    """The row's run: its metrics.json when it has finished already, else trained now."""
+    args_file, seed, overrides = ROWS[name]
+    out = os.path.join(RUNS, f"trajectory-{name}")
+    if os.path.isfile(os.path.join(out, "metrics.json")):
+        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as handle:
+            return out, json.load(handle)
     with open(args_file, encoding="utf-8") as handle:
-        values = {**json.load(handle), "seed": seed, "output_dir": os.path.join(RUNS, f"trajectory-{name}")}
-    values["disable_tqdm"] = True
+        values = {**json.load(handle), "seed": seed, **overrides, "output_dir": out, "disable_tqdm": True}
     instances, passthrough = build_instances(values, FINE_TUNE_CLASSES, name, set(), TrainingArguments)
-    started = time.time()
-    result = run_fine_tuning(*instances, passthrough)
-    return values["output_dir"], result.metrics, time.time() - started
+    return out, run_fine_tuning(*instances, passthrough).metrics
 
 
 def records_by_model(out: str) -> dict[str, dict]:
@@ -91,22 +116,28 @@ def summary(record: dict) -> dict:
 
 
 def run(name: str) -> None:
-    args_file, seed = ROWS[name]
-    out, metrics, train_seconds = fine_tune(name, args_file, seed)
+    args_file, seed, overrides = ROWS[name]
+    out, metrics = fine_tune(name)
+    row = {"args_file": args_file, "seed": seed, "overrides": overrides, "train_seconds": metrics["train_seconds"]}
+    if name == "recogniser":
+        row.update({split: {k: metrics[split][k] for k in HEADLINE} for split in ("validation", "test")})
+        write_json(result_path(name), row)
+        return
     started = time.time()
     records = records_by_model(out)
     recogniser = os.path.join(out, "recogniser", "metrics.json")
-    row = {
-        "args_file": args_file,
-        "seed": seed,
-        "train_seconds": round(train_seconds),
-        "evaluation_seconds": round(time.time() - started),
-        "validation": {k: metrics["validation"][k] for k in HEADLINE},
-        "validation_classifier_alone": {k: metrics["validation_classifier_alone"][k] for k in HEADLINE},
-        "knn_memory": metrics["knn_memory"],
-        "tau": metrics.get("tau"),
-        "test": {model: summary(record) for model, record in records.items()},
-    }
+    if not os.path.isfile(recogniser):
+        recogniser = os.path.join(RECOGNISER, "metrics.json")
+    row.update(
+        {
+            "evaluation_seconds": round(time.time() - started),
+            "validation": {k: metrics["validation"][k] for k in HEADLINE},
+            "validation_classifier_alone": {k: metrics["validation_classifier_alone"][k] for k in HEADLINE},
+            "knn_memory": metrics["knn_memory"],
+            "tau": metrics.get("tau"),
+            "test": {model: summary(record) for model, record in records.items()},
+        }
+    )
     if os.path.isfile(recogniser):
         with open(recogniser, encoding="utf-8") as handle:
             recognised = json.load(handle)
@@ -127,6 +158,14 @@ def report() -> str:
             with open(result_path(name), encoding="utf-8") as handle:
                 results[name] = json.load(handle)
     text = "# Trajectory study (issue 24)\n\nGenerated by `uv run python -m bench.trajectory_study`.\n"
+    if "recogniser" in results:
+        text += "\n## The recogniser (each utterance's own emotion)\n\n" + markdown_table(
+            ["split", *HEADLINE],
+            [
+                [split, *(f"{results['recogniser'][split][k]:.3f}" for k in HEADLINE)]
+                for split in ("validation", "test")
+            ],
+        )
     for recipe in ("quickstart", "cpu_best"):
         done = [n for n in results if n.split("-")[0] == recipe]
         if not done:
@@ -164,16 +203,8 @@ def main() -> None:
     parser.add_argument("--report_only", action="store_true", help="rebuild the report from saved results")
     args = parser.parse_args()
     os.makedirs(RESULTS, exist_ok=True)
-    if not args.report_only:
-        for name in args.only or ROWS:
-            if os.path.isfile(result_path(name)):
-                print(f"{name}: done, skipped ({result_path(name)})")
-                continue
-            run(name)
-            write_text(os.path.join(RESULTS, "trajectory.md"), report())
-    text = report()
-    write_text(os.path.join(RESULTS, "trajectory.md"), text)
-    print(text)
+    names = [] if args.report_only else args.only or list(ROWS)
+    run_rows(names, result_path, run, report, os.path.join(RESULTS, "trajectory.md"))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ def test_offline_recipes_use_the_levers_the_study_kept(name):
     # The quickstart's 10 minutes allow a memory of its own 16,000 rows, not of the whole split.
     assert train.knn_memory == {"quickstart.json": "trained_rows", "cpu_best.json": "train_split"}[name]
     assert train.knn_memory_turns == 2
+    # Both read the last two turns' emotions, recognised by a recogniser each run trains first.
+    assert (train.trajectory_turns, train.emotion_recogniser) == (2, "train")
 
 
 def test_cpu_best_trains_on_the_whole_train_split_and_stops_early():

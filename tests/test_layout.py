@@ -1,4 +1,5 @@
-"""The code's shape: no import cycles (lazy imports included) and no module over 500 lines."""
+"""The code's shape: no import cycles (lazy imports included), no module over 500 lines and no function
+of the package over 80 lines."""
 
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def test_no_module_is_longer_than_500_lines():
         with open(path, encoding="utf-8") as handle:
             lengths[name] = sum(1 for _ in handle)
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    long = {}
+    for name, path in project_modules().items():
+        if not name.startswith("emotion_predictor"):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long[f"{name}.{node.name}"] = length
+    assert long == {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import inspect
 import json
 import os
 import shutil
@@ -176,12 +175,18 @@ BAD_REQUESTS = [
     ("/v1/forecast", [["hi"]], 422, 'the request body must be a JSON object such as {"history": '),
     ("/v1/forecast", {"utterances": ["hi"]}, 422, "unknown field 'utterances'; this endpoint takes history, emotions"),
     ("/v1/forecast/batch", {}, 422, "the request has no field 'histories'"),
-    ("/v1/forecast", {"history": ["a"], "emotions": ["happy"]}, 422, 'emotions[0] is "happy"; expected one of neutral'),
     (
         "/v1/forecast",
-        {"history": ["a"], "emotions": ["fear", None]},
+        {"history": ["a"], "emotions": ["hungry"]},
         422,
-        "emotions has 2 entries but history has 1 turn;",
+        'emotions[0] is "hungry": not an emotion; use one of neutral',
+    ),
+    ("/v1/forecast", {"history": ["a"], "emotions": ["fear", None]}, 422, "emotions has 2 entries for 1 history turns"),
+    (
+        "/v1/forecast/batch",
+        {"histories": [["a"], ["b"]], "emotions": [None, ["fear", "fear"]]},
+        422,
+        "emotions[1] has 2 entries for 1 history turns",
     ),
     (
         "/v1/forecast/batch",
@@ -218,22 +223,17 @@ def test_body_not_sent_as_json_and_unknown_routes(service):
     assert call(service.port, "GET", "/health")[0] == 200
 
 
-def test_given_emotions_are_used_or_refused(service, predictor):
-    """Refused in one line while EmotionPredictor takes no emotions; used as the predictor uses them once it does."""
-    history, emotions = ["hello how are you", "i lost my keys"], ["neutral", None]
+def test_given_emotions_reach_the_predictor(service, predictor):
+    """Given emotions are used as EmotionPredictor uses them (names or synonyms, null where unknown)."""
+    history, emotions = ["hello how are you", "i lost my keys"], ["joy", None]
     status, answer = call(service.port, "POST", "/v1/forecast", {"history": history, "emotions": emotions})
-    if "emotions" in inspect.signature(predictor.predict_batch).parameters:
-        assert status == 200
-        assert_same_forecast(answer, predictor.predict(history, emotions=emotions))
-    else:
-        assert (status, answer) == (
-            400,
-            {"error": "this model/predictor does not take given emotions; send the histories alone"},
-        )
-    # Emotions that are all null are no emotions: every predictor takes those.
-    status, answer = call(service.port, "POST", "/v1/forecast/batch", {"histories": [history], "emotions": [None]})
+    assert status == 200
+    assert_same_forecast(answer, predictor.predict(history, emotions=emotions))
+    body = {"histories": [history, history], "emotions": [None, emotions]}
+    status, answer = call(service.port, "POST", "/v1/forecast/batch", body)
     assert status == 200
     assert_same_forecast(answer["forecasts"][0], predictor.predict(history))
+    assert_same_forecast(answer["forecasts"][1], predictor.predict(history, emotions=emotions))
 
 
 def test_concurrent_clients_share_forward_passes(service, predictor, histories):

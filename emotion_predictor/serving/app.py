@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import inspect
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -26,7 +25,7 @@ from emotion_predictor.arguments import ServeArguments
 from emotion_predictor.labels import EMOTIONS
 from emotion_predictor.prediction.predictor import EmotionPredictor, Forecast
 from emotion_predictor.serving.batcher import MicroBatcher
-from emotion_predictor.serving.error_responses import EmotionsNotTaken, install_error_handlers
+from emotion_predictor.serving.error_responses import install_error_handlers
 from emotion_predictor.serving.limits import RequestBodyLimit, check_request_size
 from emotion_predictor.serving.schema import (
     BatchForecastRequest,
@@ -62,9 +61,6 @@ class ForecastService:
         self.predictor = predictor
         self.settings = settings
         self.decision_rule = decision_rule_of(predictor)
-        # Whether given emotions reach the model: the one place that knows. Once every
-        # EmotionPredictor.predict_batch takes `emotions`, drop this and the refusal in `forecast`.
-        self.takes_emotions = "emotions" in inspect.signature(predictor.predict_batch).parameters
         self.batcher = MicroBatcher(self.run_batch, settings.batch_size, settings.max_batch_wait_ms / 1000)
 
     async def forecast(
@@ -72,8 +68,6 @@ class ForecastService:
     ) -> list[ForecastResponse]:
         """Forecasts for a validated request's histories (with each one's emotions or None), in order."""
         check_request_size(histories, self.settings, batch)
-        if any(e is not None for e in emotions) and not self.takes_emotions:
-            raise EmotionsNotTaken("this model/predictor does not take given emotions; send the histories alone")
         forecasts: list[Forecast] = await self.batcher.submit(list(zip(histories, emotions)))
         return [
             ForecastResponse(label=f.label, probabilities=f.probabilities, decision_rule=self.decision_rule)
@@ -85,9 +79,7 @@ class ForecastService:
         histories = [history for history, _ in items]
         if all(emotions is None for _, emotions in items):
             return self.predictor.predict_batch(histories)
-        return self.predictor.predict_batch(
-            histories, emotions=[emotions or [None] * len(history) for history, emotions in items]
-        )
+        return self.predictor.predict_batch(histories, emotions=[emotions for _, emotions in items])
 
     def health(self) -> Health:
         return Health(
@@ -95,7 +87,7 @@ class ForecastService:
             model=self.predictor.classifier.name,
             decision_rule=self.decision_rule,
             device=self.predictor.device,
-            takes_emotions=self.takes_emotions,
+            reads_emotions=self.predictor.trajectory_turns > 0,
             limits=Limits(**{name: getattr(self.settings, name) for name in Limits.model_fields}),
             batches_run=self.batcher.calls,
             histories_forecast=self.batcher.items,

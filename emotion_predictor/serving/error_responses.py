@@ -30,10 +30,6 @@ from emotion_predictor.serving.limits import LimitExceeded
 logger = logging.getLogger(__name__)
 
 
-class EmotionsNotTaken(UserError):
-    """A request gives emotions, but the loaded predictor cannot use them (HTTP 400)."""
-
-
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -79,7 +75,7 @@ def install_error_handlers(app: FastAPI, request_models: dict[str, type[BaseMode
 
     @app.exception_handler(UserError)
     async def bad_request(request: Request, err: UserError) -> JSONResponse:
-        status = 413 if isinstance(err, LimitExceeded) else 400 if isinstance(err, EmotionsNotTaken) else 422
+        status = 413 if isinstance(err, LimitExceeded) else 422
         return error_response(status, str(err))
 
     @app.exception_handler(HTTPException)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from emotion_predictor.errors import UserError
 from emotion_predictor.labels import EMOTIONS
 from emotion_predictor.prediction.decision import DECISION_RULES
-from emotion_predictor.prediction.predictor import check_history, short
+from emotion_predictor.prediction.predictor import check_emotions, check_history
 
 EmotionName = Literal[tuple(EMOTIONS)]  # type: ignore[valid-type]
 HISTORY_HELP = "the dialogue so far, oldest utterance first (both speakers, in order)"
@@ -37,34 +37,13 @@ def as_value_error(check: Callable[..., Any], *args: Any) -> Any:
         raise ValueError(str(err)) from None
 
 
-def check_emotions(value: Any, where: str) -> list[str | None]:
-    """`value` as a list of emotion names or nulls, or a UserError that says what is wrong with it."""
-    if not isinstance(value, list):
-        raise UserError(f"{where} must be a list with one emotion name or null per turn, not {type(value).__name__}")
-    for index, name in enumerate(value):
-        if name is not None and name not in EMOTIONS:
-            raise UserError(
-                f"{where}[{index}] is {short(name)}; expected one of {', '.join(EMOTIONS)}, or null (unknown)"
-            )
-    return value
-
-
-def check_one_emotion_per_turn(history: list[str], emotions: list | None, where: str, history_where: str) -> None:
-    if emotions is not None and len(emotions) != len(history):
-        turns = f"{len(history)} turn" + ("" if len(history) == 1 else "s")
-        raise ValueError(
-            f"{where} has {len(emotions)} entries but {history_where} has {turns}; "
-            "give one emotion per turn (null where unknown)"
-        )
-
-
 class ForecastRequest(BaseModel):
     """One history to forecast the next turn of."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"history": EXAMPLE_HISTORY}]})
 
     history: list[str] = Field(description=HISTORY_HELP, min_length=1)
-    emotions: list[EmotionName | None] | None = Field(None, description=EMOTIONS_HELP)
+    emotions: list[str | None] | None = Field(None, description=EMOTIONS_HELP)
 
     @field_validator("history", mode="before")
     @classmethod
@@ -73,12 +52,15 @@ class ForecastRequest(BaseModel):
 
     @field_validator("emotions", mode="before")
     @classmethod
-    def _check_emotions(cls, value: Any) -> list[str | None] | None:
-        return None if value is None else as_value_error(check_emotions, value, "emotions")
+    def _a_list(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, list):
+            raise ValueError(f"emotions must be a list with one emotion or null per turn, not {type(value).__name__}")
+        return value
 
     @model_validator(mode="after")
-    def _one_emotion_per_turn(self) -> ForecastRequest:
-        check_one_emotion_per_turn(self.history, self.emotions, "emotions", "history")
+    def _check_emotions(self) -> ForecastRequest:
+        if self.emotions is not None:
+            as_value_error(check_emotions, self.emotions, self.history, "emotions")
         return self
 
 
@@ -90,7 +72,7 @@ class BatchForecastRequest(BaseModel):
     )
 
     histories: list[list[str]] = Field(description=f"the histories, each {HISTORY_HELP}", min_length=1)
-    emotions: list[list[EmotionName | None] | None] | None = Field(
+    emotions: list[list[str | None] | None] | None = Field(
         None, description=f"optional, one entry per history: null, or {EMOTIONS_HELP}"
     )
 
@@ -105,12 +87,10 @@ class BatchForecastRequest(BaseModel):
 
     @field_validator("emotions", mode="before")
     @classmethod
-    def _check_emotions(cls, value: Any) -> list[list[str | None] | None] | None:
-        if value is None:
-            return None
-        if not isinstance(value, list):
+    def _a_list(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, list):
             raise ValueError(f"emotions must be a list with one entry per history, not {type(value).__name__}")
-        return [None if e is None else as_value_error(check_emotions, e, f"emotions[{i}]") for i, e in enumerate(value)]
+        return value
 
     @model_validator(mode="after")
     def _one_entry_per_history(self) -> BatchForecastRequest:
@@ -122,7 +102,8 @@ class BatchForecastRequest(BaseModel):
                 "give one per history (null where none is known)"
             )
         for i, (history, emotions) in enumerate(zip(self.histories, self.emotions)):
-            check_one_emotion_per_turn(history, emotions, f"emotions[{i}]", f"histories[{i}]")
+            if emotions is not None:
+                as_value_error(check_emotions, emotions, history, f"emotions[{i}]")
         return self
 
 
@@ -172,7 +153,9 @@ class Health(BaseModel):
     model: str = Field(description="the model path or Hub id the service loaded")
     decision_rule: DecisionRule
     device: str = Field(description="where the model runs (cpu, cuda:0, ...)")
-    takes_emotions: bool = Field(description="whether requests may give the emotions of the history's turns")
+    reads_emotions: bool = Field(
+        description="whether the model reads the emotions of the last turns (recognised, or given in the request)"
+    )
     limits: Limits
     batches_run: int = Field(description="forward-pass calls since startup (requests that arrive together share one)")
     histories_forecast: int = Field(description="histories forecast since startup")

@@ -141,6 +141,21 @@ def parameter_spec(name: str, spec: Any, strict: bool = True) -> tuple[str, Any]
     "int" | "float", the keyword arguments of that Optuna distribution). With `strict` false (wandb
     backend), distributions that only wandb knows are accepted and returned as ("wandb", spec)."""
     where = f"sweep_config parameter {name!r}"
+    dist = distribution_of(name, spec, where, strict)
+    if dist == "wandb":
+        return "wandb", spec
+    if dist == "constant":
+        if "value" not in spec:
+            raise ConfigError(f"{where}: distribution constant needs a value")
+        check_value(name, "value", spec["value"])
+        return "constant", spec["value"]
+    if dist == "categorical":
+        return "categorical", {"choices": categorical_values(name, spec, where)}
+    return range_distribution(name, spec, where, dist)
+
+
+def distribution_of(name: str, spec: Any, where: str, strict: bool) -> str:
+    """The parameter's wandb distribution name, checked (or "wandb" for one only wandb knows)."""
     if name not in fine_tune_keys():
         close = difflib.get_close_matches(name, fine_tune_keys(), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else "; parameters must be fine-tuning keys (see --help)"
@@ -166,7 +181,7 @@ def parameter_spec(name: str, spec: Any, strict: bool = True) -> tuple[str, Any]
             raise ConfigError(f"{where} needs value, values, or min and max")
     if dist in WANDB_ONLY_DISTRIBUTIONS:
         if not strict:
-            return "wandb", spec
+            return "wandb"
         raise ConfigError(
             f"{where}: distribution {dist!r} has no Optuna equivalent; use one of {', '.join(OPTUNA_DISTRIBUTIONS)} "
             "or sweep_backend wandb"
@@ -175,27 +190,28 @@ def parameter_spec(name: str, spec: Any, strict: bool = True) -> tuple[str, Any]
         raise ConfigError(f"{where}: unknown distribution {dist!r}; use one of {', '.join(OPTUNA_DISTRIBUTIONS)}")
     if "probabilities" in spec and strict:
         raise ConfigError(f"{where}: probabilities have no Optuna equivalent; remove them or use sweep_backend wandb")
+    return dist
 
-    if dist == "constant":
-        if "value" not in spec:
-            raise ConfigError(f"{where}: distribution constant needs a value")
-        check_value(name, "value", spec["value"])
-        return "constant", spec["value"]
-    if dist == "categorical":
-        values = spec.get("values")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: values must be a non-empty list")
-        for value in values:
-            if value is not None and not isinstance(value, (bool, int, float, str)):
-                raise ConfigError(
-                    f"{where}: value {json.dumps(value)} is not a number, string, boolean or null "
-                    "(a list key takes a comma-separated string)"
-                )
-            check_value(name, "value", value)
-        if len(set(map(json.dumps, values))) != len(values):
-            raise ConfigError(f"{where}: values has duplicates")
-        return "categorical", {"choices": values}
 
+def categorical_values(name: str, spec: dict[str, Any], where: str) -> list[Any]:
+    """A categorical parameter's values, each checked as a value of its key."""
+    values = spec.get("values")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: values must be a non-empty list")
+    for value in values:
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise ConfigError(
+                f"{where}: value {json.dumps(value)} is not a number, string, boolean or null "
+                "(a list key takes a comma-separated string)"
+            )
+        check_value(name, "value", value)
+    if len(set(map(json.dumps, values))) != len(values):
+        raise ConfigError(f"{where}: values has duplicates")
+    return values
+
+
+def range_distribution(name: str, spec: dict[str, Any], where: str, dist: str) -> tuple[str, dict[str, Any]]:
+    """A min/max parameter as ("int" | "float", the Optuna distribution's keyword arguments)."""
     if "min" not in spec or "max" not in spec:
         raise ConfigError(f"{where}: distribution {dist} needs min and max")
     low, high = spec["min"], spec["max"]
