@@ -20,6 +20,7 @@ from emotion_predictor.modeling.knn_memory import (
     MEMORY_FILE,
     KnnMemory,
     MemoryQueries,
+    fit_given_emotion_weight,
     fit_memory,
     load_memory,
     save_memory,
@@ -317,3 +318,35 @@ def test_approximate_search_finds_the_exact_neighbours_and_forecasts_alike(memor
         for search in ("exact", "approximate")
     }
     np.testing.assert_allclose(probs["approximate"], probs["exact"], atol=1e-2)
+
+
+def test_rows_whose_emotions_are_all_given_use_the_given_emotion_weight():
+    # One text; the memory rows differ by their emotions alone: anger rows forecast anger, joy rows joy.
+    emotions = torch.tensor([[1, 1]] * 4 + [[4, 4]] * 4)
+    labels = [1] * 4 + [4] * 4
+    memory = KnnMemory(
+        torch.tensor([[1.0, 0]]),
+        torch.zeros(8, dtype=torch.long),
+        torch.full((8,), -1),
+        torch.tensor(labels),
+        UNIFORM,
+        emotions,
+        neighbours=4,
+        temperature=0.05,
+        weight=1.0,
+    )
+    angry = np.zeros((2, 2, 7))
+    angry[:, :, 1] = 1.0
+    queries = MemoryQueries(np.array([[1.0, 0]] * 2), emotions=angry, given=np.array([True, False]))
+    memory.emotion_weight, memory.given_emotion_weight = 0.0, 1.0
+    similarities, indices = memory.nearest(queries, 8)
+    # Given: the emotions find the four anger rows first (cosine 1), then the joy rows (1/3).
+    assert sorted(indices[0, :4].tolist()) == [0, 1, 2, 3]
+    assert similarities[0].tolist() == pytest.approx([1.0] * 4 + [1 / 3] * 4)
+    # Recognised (weight 0 here): the text alone, every row alike.
+    assert similarities[1].tolist() == pytest.approx([1.0] * 8)
+    # The fit picks a given weight above 0 when the given emotions decide the validation labels.
+    given = MemoryQueries(np.array([[1.0, 0]] * 2), emotions=np.eye(7)[[[1, 1], [4, 4]]], given=np.ones(2, dtype=bool))
+    memory.given_emotion_weight = 0.0
+    fit_given_emotion_weight(memory, np.full((2, 7), 1 / 7), given, fit_by_accuracy(np.array([1, 4])))
+    assert memory.given_emotion_weight > 0

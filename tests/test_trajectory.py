@@ -84,7 +84,7 @@ def weighted_model(trajectory_run, tmp_path_factory) -> str:
     path = os.path.join(folder, "emotion_predictor.json")
     with open(path, encoding="utf-8") as handle:
         metadata = json.load(handle)
-    metadata["knn_memory"].update(weight=1.0, emotion_weight=1.0)
+    metadata["knn_memory"].update(weight=1.0, emotion_weight=1.0, given_emotion_weight=1.0)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(metadata, handle)
     return folder

@@ -21,8 +21,12 @@ probabilities (kNN-LM, Khandelwal et al. 2020, for a classifier):
     p = (1 - weight) * p_classifier + weight * p_memory
 
 `neighbours`, `temperature`, `weight` and `emotion_weight` are fitted on validation together with
-the decision rule, on the same metric (`fit_memory`); weight 0, the classifier alone, competes
-too, so a memory that does not help on validation is not kept.
+the decision rule, on the same metric (`fit_memory`), the validation rows' emotions recognised;
+weight 0, the classifier alone, competes too, so a memory that does not help on validation is not
+kept. Rows whose every trajectory emotion is given (labelled data, or a caller that knows them)
+use `given_emotion_weight` instead, fitted on validation with its gold emotions, the other
+settings kept (`fit_given_emotion_weight`): recognised emotions are noisier than given ones, so
+they may deserve less weight.
 
 Storage is compact: each distinct text is embedded and stored once (float16), and a row holds the
 index of its input's text, of its previous utterance's text (-1 when none), its label and its
@@ -70,15 +74,16 @@ class MemoryQueries:
     current: np.ndarray
     previous: np.ndarray | None = None
     emotions: np.ndarray | None = None
+    given: np.ndarray | None = None  # per row: every trajectory emotion given, none recognised
 
     def __len__(self) -> int:
         return len(self.current)
 
-    def rows(self, start: int, stop: int) -> MemoryQueries:
+    def rows(self, index: Any) -> MemoryQueries:
         def part(values: np.ndarray | None) -> np.ndarray | None:
-            return None if values is None else values[start:stop]
+            return None if values is None else values[index]
 
-        return MemoryQueries(self.current[start:stop], part(self.previous), part(self.emotions))
+        return MemoryQueries(self.current[index], part(self.previous), part(self.emotions), part(self.given))
 
 
 @dataclass
@@ -97,6 +102,7 @@ class KnnMemory:
     weight: float = 0.0
     key_turns: int = 1
     emotion_weight: float = 0.0
+    given_emotion_weight: float = 0.0
     # An approximate index over the keys (memory_index.py) searched instead of the exact product;
     # built for the fitted emotion weight, after the fit.
     approximate: Any = None
@@ -122,8 +128,9 @@ class KnnMemory:
     def trajectory_turns(self) -> int:
         return 0 if self.emotions is None else self.emotions.shape[1]
 
-    def similarities(self, queries: MemoryQueries) -> torch.Tensor:
-        """Cosine similarity of each query's key with each memory row's key (queries x rows)."""
+    def similarities(self, queries: MemoryQueries, emotion_weight: float) -> torch.Tensor:
+        """Cosine similarity of each query's key with each memory row's key (queries x rows), the
+        emotion part weighted by `emotion_weight`."""
         dots = (normalised(queries.current) @ self.texts.T)[:, self.current]
         query_norm = torch.ones(len(queries))
         row_norm = torch.ones(len(self.labels))
@@ -133,8 +140,8 @@ class KnnMemory:
             dots += (before @ self.texts.T)[:, self.previous.clamp(min=0)] * has_previous
             query_norm += before.square().sum(1)
             row_norm += has_previous
-        if self.emotion_weight > 0 and self.emotions is not None:
-            scale = self.emotion_weight**2
+        if emotion_weight > 0 and self.emotions is not None:
+            scale = emotion_weight**2
             for turn in range(self.trajectory_turns):
                 distribution = torch.as_tensor(queries.emotions[:, turn], dtype=torch.float32)
                 known = self.emotions[:, turn] >= 0
@@ -146,10 +153,24 @@ class KnnMemory:
     def nearest(self, queries: MemoryQueries, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Similarities and memory indices of each query's `count` nearest rows, nearest first."""
         count = min(count, len(self.labels))
-        if self.approximate is not None:
+        given = np.zeros(len(queries), dtype=bool) if queries.given is None else np.asarray(queries.given)
+        if not given.any() or self.given_emotion_weight == self.emotion_weight or not self.trajectory_turns:
+            return self.search(queries, count, self.emotion_weight)
+        values = torch.zeros(len(queries), count)
+        indices = torch.zeros(len(queries), count, dtype=torch.long)
+        for rows, emotion_weight in ((~given, self.emotion_weight), (given, self.given_emotion_weight)):
+            if rows.any():
+                mask = torch.from_numpy(rows)
+                values[mask], indices[mask] = self.search(queries.rows(rows), count, emotion_weight)
+        return values, indices
+
+    def search(self, queries: MemoryQueries, count: int, emotion_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """`nearest` with one emotion weight: the approximate index (built for `emotion_weight`) or
+        the exact product, a chunk of queries at a time."""
+        if self.approximate is not None and emotion_weight == self.emotion_weight:
             return self.approximate.search(queries, count)
         parts = [
-            self.similarities(queries.rows(start, start + QUERY_CHUNK)).topk(count, dim=1)
+            self.similarities(queries.rows(slice(start, start + QUERY_CHUNK)), emotion_weight).topk(count, dim=1)
             for start in range(0, len(queries), QUERY_CHUNK)
         ]
         return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
@@ -180,6 +201,7 @@ class KnnMemory:
             "key_turns": self.key_turns,
             "trajectory_turns": self.trajectory_turns,
             "emotion_weight": self.emotion_weight,
+            "given_emotion_weight": self.given_emotion_weight,
             "neighbours": self.neighbours,
             "temperature": self.temperature,
             "weight": self.weight,
@@ -210,7 +232,26 @@ def fit_memory(
                     best_decision, best_score = decision, score
                     best = (weight, neighbours, temperature, emotion_weight)
     memory.weight, memory.neighbours, memory.temperature, memory.emotion_weight = best
+    memory.given_emotion_weight = memory.emotion_weight
     return best_decision, best_score
+
+
+def fit_given_emotion_weight(
+    memory: KnnMemory,
+    probs: np.ndarray,
+    given: MemoryQueries,
+    fit_decision: Callable[[np.ndarray], tuple[dict[str, Any], tuple]],
+) -> None:
+    """Set `memory.given_emotion_weight` to the emotion weight (0 included) whose mixed validation
+    forecast, every trajectory emotion `given`, scores best; the other settings stay as fitted."""
+    if not memory.trajectory_turns or memory.weight == 0:
+        return
+    scores = {}
+    for emotion_weight in (0.0, *EMOTION_WEIGHTS):
+        similarities, indices = memory.search(given, memory.neighbours, emotion_weight)
+        voted = memory.vote(similarities, indices, memory.neighbours, memory.temperature)
+        scores[emotion_weight] = fit_decision((1 - memory.weight) * probs + memory.weight * voted)[1]
+    memory.given_emotion_weight = max(scores, key=lambda w: (scores[w], -w))
 
 
 def save_memory(folder: str, memory: KnnMemory) -> None:
@@ -270,6 +311,7 @@ def load_memory(folder: str, metadata: dict[str, Any]) -> KnnMemory | None:
             float(settings["weight"]),
             key_turns,
             float(settings.get("emotion_weight", 0.0)),
+            float(settings.get("given_emotion_weight", settings.get("emotion_weight", 0.0))),
         )
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as err:
         raise UserError(f"{path}: not a readable knn memory ({type(err).__name__}: {err}) ({fix})") from None

@@ -94,9 +94,9 @@ def recognitions(classifier: Classifier, texts: set[str], batch_size: int) -> di
 
 def emotion_distributions(
     classifier: Classifier, trajectory: Trajectory | None, turns: int, rows: int, batch_size: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, turns, 7): one-hot where an emotion is given, recognised where not, zeros where the
-    dialogue has no such turn."""
+    dialogue has no such turn; and per row whether none had to be recognised."""
     if trajectory is None or len(trajectory.texts) != rows:
         raise ValueError("a knn memory keyed on a trajectory needs each row's trajectory")
     texts = [row[:turns] + [""] * (turns - len(row[:turns])) for row in trajectory.texts]
@@ -107,13 +107,15 @@ def emotion_distributions(
     needed = {text for row, codes in zip(texts, given) for text, code in zip(row, codes) if text and code < 0}
     recognised = recognitions(classifier, needed, batch_size) if needed else {}
     result = np.zeros((rows, turns, NUM_LABELS), dtype=np.float32)
+    all_given = np.ones(rows, dtype=bool)
     for row, (row_texts, codes) in enumerate(zip(texts, given)):
         for turn, (text, code) in enumerate(zip(row_texts, codes)):
             if code >= 0:
                 result[row, turn, code] = 1.0
             elif text:
                 result[row, turn] = recognised[text]
-    return result
+                all_given[row] = False
+    return result, all_given
 
 
 def classifier_and_queries(
@@ -149,7 +151,9 @@ def classifier_and_queries(
         remember(kept, scored)
         queries.previous = before
     if trajectory_turns:
-        queries.emotions = emotion_distributions(classifier, trajectory, trajectory_turns, rows, batch_size)
+        queries.emotions, queries.given = emotion_distributions(
+            classifier, trajectory, trajectory_turns, rows, batch_size
+        )
     return probs[:rows], queries
 
 

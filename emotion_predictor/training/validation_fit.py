@@ -17,9 +17,9 @@ import torch
 from emotion_predictor.arguments import DataArguments, TrainingConfig
 from emotion_predictor.data.utils import prepare_splits
 from emotion_predictor.evaluation.metrics import headline_metrics
-from emotion_predictor.modeling.knn_memory import KnnMemory, fit_memory
+from emotion_predictor.modeling.knn_memory import KnnMemory, fit_given_emotion_weight, fit_memory
 from emotion_predictor.prediction.decision import fit_tau
-from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries
+from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries, emotion_distributions
 from emotion_predictor.prediction.inference import Classifier, model_outputs
 
 logger = logging.getLogger(__name__)
@@ -155,16 +155,27 @@ def final_forecasts(
     if memory_frame is not None:
         memory = build_memory(trained, memory_frame, prior, key, batch_size)
         forecasts.decision, score = fit_memory(memory, probs["validation"], outputs["validation"][1], fit)
+        if key.trajectory_turns:
+            given = dataclasses.replace(outputs["validation"][1])
+            given.emotions, given.given = emotion_distributions(
+                trained,
+                Trajectory.of_rows(frames["validation"], given=True),
+                key.trajectory_turns,
+                len(given),
+                batch_size,
+            )
+            fit_given_emotion_weight(memory, probs["validation"], given, fit)
         forecasts.memory = memory
         forecasts.probs = {split: memory.mix(probs[split], queries) for split, (_, queries) in outputs.items()}
         logger.info(
-            "knn_memory: %d rows (%d distinct texts) keyed on %d turn(s) and %d turns' emotions (weight %g), "
-            "neighbours %d, temperature %g, weight %g (0: the classifier alone)",
+            "knn_memory: %d rows (%d distinct texts) keyed on %d turn(s) and %d turns' emotions (weight %g "
+            "recognised, %g given), neighbours %d, temperature %g, weight %g (0: the classifier alone)",
             len(memory.labels),
             len(memory.texts),
             memory.key_turns,
             memory.trajectory_turns,
             memory.emotion_weight,
+            memory.given_emotion_weight,
             memory.neighbours,
             memory.temperature,
             memory.weight,
