@@ -207,6 +207,12 @@ class TrainingConfig:
     resume_from_checkpoint: bool | str | None = key(
         None, help="true = continue from the newest complete checkpoint in output_dir/checkpoints, or a checkpoint path"
     )
+    export_onnx: Literal["none", "fp32", "fp32+int8"] = key(
+        "fp32",
+        help="at the end of the run, export model/ for ONNX Runtime (runtime onnx, faster on a CPU): fp32 "
+        "(model/model.onnx, the same forecasts as torch), fp32+int8 (also model/model.int8.onnx for runtime "
+        "onnx_int8: int8 weights, faster still, forecasts change a little) or none",
+    )
     push_to_hub: bool = key(False, help="push the merged model to fine_tuned_model on the Hub")
     fine_tuned_model: str | None = key(None, help="Hub model id to push the merged model to")
 
@@ -223,6 +229,18 @@ FINE_TUNE_CLASSES = (DataArguments, ModelArguments, LossArguments, TrainingConfi
 # Every other fine-tuning key is a TrainingArguments field, passed through as is; by its path, so
 # that config.py imports transformers only for a config that holds such a key.
 FINE_TUNE_PASSTHROUGH = "transformers.training_args.TrainingArguments"
+
+
+RUNTIME_HELP = (
+    "what runs the model: torch (on device), onnx (ONNX Runtime on the CPU with model/model.onnx: torch's "
+    "forecasts, faster on a CPU) or onnx_int8 (model/model.int8.onnx: int8 weights, faster still, "
+    "forecasts change a little); a model without the file is exported with ep-export-onnx"
+)
+
+
+def check_runtime_device(runtime: str, device: str) -> None:
+    if runtime != "torch" and device.startswith("cuda"):
+        raise ValueError(f"runtime {runtime} runs on the CPU, not device {device}; use device cpu or runtime torch")
 
 
 @dataclass
@@ -262,6 +280,7 @@ class EvaluateArguments:
         check=in_range(8),
     )
     device: Literal["auto", "cpu", "cuda"] = key("auto", help="where to run the models (auto = cuda when available)")
+    runtime: Literal["torch", "onnx", "onnx_int8"] = key("torch", help=RUNTIME_HELP)
     disable_tqdm: bool = key(False, help="hide the progress bar")
     baselines: list[Literal["majority", "tfidf"]] = key(
         ["majority", "tfidf"],
@@ -283,6 +302,7 @@ class EvaluateArguments:
             )
         if self.model_names is not None and len(set(self.model_names)) != len(self.model_names):
             raise ValueError(f"key 'model_names' has duplicates ({', '.join(self.model_names)}); names must differ")
+        check_runtime_device(self.runtime, self.device)
 
 
 def stdin_or_existing_file(value: str) -> str | None:
@@ -308,6 +328,10 @@ class PredictArguments:
     output: str = key("-", help='file mode: JSONL file for the forecasts, one line per input line ("-" = stdout)')
     batch_size: int = key(64, help="histories per forward pass", check=in_range(1))
     device: str = key("auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N", check=known_device)
+    runtime: Literal["torch", "onnx", "onnx_int8"] = key("torch", help=RUNTIME_HELP)
+
+    def __post_init__(self) -> None:
+        check_runtime_device(self.runtime, self.device)
 
 
 def json_object(value: object) -> str | None:

@@ -200,6 +200,7 @@ def test_sqrt_balanced_weights_reach_the_loss_and_the_saved_files(tmp_path, tiny
     # F1-all-class keeps its one definition, the balanced weights, whatever the loss's weights.
     saved = json.loads((out / "model" / "emotion_predictor.json").read_text())
     assert saved["f1_all_class_weights"] == pytest.approx((expected**2).tolist())
+    assert not [n for n in os.listdir(out / "model") if n.endswith(".onnx")]  # tiny_config's export_onnx "none"
 
 
 def test_cross_entropy_is_weighted_cross_entropy_whatever_focal_gamma_says():

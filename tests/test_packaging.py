@@ -26,6 +26,7 @@ CONSOLE_SCRIPTS = {
     "ep-evaluate": f"{PACKAGE}.cli.evaluate:cli",
     "ep-predict": f"{PACKAGE}.cli.predict:cli",
     "ep-sweep": f"{PACKAGE}.cli.sweep:cli",
+    "ep-export-onnx": f"{PACKAGE}.cli.export_onnx:cli",
 }
 LEFT_OUT = ("tests/", "bench/", "docs/", "args/", "examples/", "runs/")
 IMPORT_CHECK = (
@@ -173,7 +174,8 @@ def test_base_install_forecasts_and_holds_no_training_library(base_install, tiny
 def test_base_install_names_the_extra_a_command_needs(base_install, tmp_path):
     venv_bin = os.path.dirname(base_install)
     quickstart = os.path.join(ROOT, "args", "quickstart.json")
-    for command, extra in (("ep-fine-tune", "train"), ("ep-evaluate", "train"), ("ep-sweep", "sweep")):
+    commands = (("ep-fine-tune", "train"), ("ep-evaluate", "train"), ("ep-sweep", "sweep"), ("ep-export-onnx", "train"))
+    for command, extra in commands:
         done = subprocess.run(
             [os.path.join(venv_bin, command), "--json_file", quickstart],
             cwd=str(tmp_path),

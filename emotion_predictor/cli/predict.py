@@ -32,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from emotion_predictor.prediction.predictor import EmotionPredictor
 
     transformers_logging.disable_progress_bar()  # stderr carries only errors and the summary
-    predictor = EmotionPredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    predictor = EmotionPredictor.from_pretrained(
+        args.model, device=args.device, batch_size=args.batch_size, runtime=args.runtime
+    )
     if args.input == "-":
         if hasattr(sys.stdin, "reconfigure"):
             sys.stdin.reconfigure(errors="replace")  # a stray non-UTF-8 byte must not end the conversation

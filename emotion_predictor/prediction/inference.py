@@ -5,12 +5,16 @@ model folder or a Hub id. Fine-tuned models bring their input settings (`context
 separator, `max_length`) from `emotion_predictor.json`; other models get the defaults. A model
 whose labels are our 7 emotions under other names or in another order is mapped by name.
 
+The forward pass runs on a `runtime`: torch (fp16 on CUDA), or ONNX Runtime on the CPU with the
+model exported to `model.onnx` (`onnx`) or its int8 copy (`onnx_int8`); `encoder_runners.py` and
+`onnx_runtime.py` hold the runners, and a Classifier holds one.
+
 `predict_proba` builds inputs exactly as training does (`utils.encode_turns`), sorts them by
-length, pads each batch dynamically and runs under `torch.inference_mode` (fp16 on CUDA),
-returning probabilities in our label order: the classifier's, mixed with its nearest-neighbour
-memory's vote when the model was saved with one (`knn_memory.py`). `model_outputs` gives the
-classifier's probabilities and each row's embedding; `memory_queries` turns those into the keys
-that memory compares (with the previous utterance's embedding for a memory keyed on two turns).
+length, pads each batch dynamically and runs the runner on it, returning probabilities in our
+label order: the classifier's, mixed with its nearest-neighbour memory's vote when the model was
+saved with one (`knn_memory.py`). `model_outputs` gives the classifier's probabilities and each
+row's embedding; `memory_queries` turns those into the keys that memory compares (with the
+previous utterance's embedding for a memory keyed on two turns).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from emotion_predictor.data.inputs import default_separator, encode_turns
 from emotion_predictor.errors import UserError
@@ -30,6 +35,8 @@ from emotion_predictor.hub import hub_load_error, resolve_model_path
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS, map_head_to_emotions
 from emotion_predictor.modeling.knn_memory import KnnMemory, load_memory, memory_keys
 from emotion_predictor.modeling.sequence_classifier import read_metadata
+from emotion_predictor.prediction.encoder_runners import RUNTIMES, EncoderRunner, TorchRunner
+from emotion_predictor.prediction.onnx_runtime import load_onnx_runner
 from emotion_predictor.progress import track
 
 logger = logging.getLogger(__name__)
@@ -41,7 +48,8 @@ RECENT_UTTERANCES = 1024
 
 @dataclass
 class Classifier:
-    """A model ready for inference plus the settings that rebuild its inputs."""
+    """A model ready for inference plus the settings that rebuild its inputs. `model` is the torch
+    model (None when ONNX Runtime runs it); `runner` runs the forward pass (default: torch on `model`)."""
 
     model: Any
     tokenizer: Any
@@ -54,12 +62,36 @@ class Classifier:
     metadata: dict[str, Any] = field(default_factory=dict)
     memory: KnnMemory | None = None
     recent_utterances: dict[str, np.ndarray] = field(default_factory=dict)
+    runner: EncoderRunner | None = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = TorchRunner(self.model, self.device)
+
+    @property
+    def config(self) -> Any:
+        """The model's transformers config (labels, hidden_size), whatever the runtime."""
+        return self.runner.config
 
 
 def locate_model_folder(path: str) -> str:
     """A fine-tuning output_dir means its merged `model/` folder."""
     merged = os.path.join(path, "model")
     return merged if os.path.isdir(merged) and not os.path.isfile(os.path.join(path, "config.json")) else path
+
+
+def model_source(name: str) -> str:
+    """Where `name`'s model is loaded from: a model folder (an output_dir's `model/`) or a Hub id."""
+    path = resolve_model_path(name)
+    source = locate_model_folder(path) if os.path.isdir(path) else path
+    if os.path.isdir(source) and not any(
+        os.path.isfile(os.path.join(source, f)) for f in ("config.json", "adapter_config.json")
+    ):
+        raise UserError(
+            f"{name!r} is not a model folder (no config.json or adapter_config.json); give a fine-tuning "
+            "output_dir, its model/ or adapter/ folder, a model folder or a Hub id"
+        )
+    return source
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -86,25 +118,38 @@ def load_model_and_tokenizer(source: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def load_classifier(
-    name: str,
-    device: str | None = None,
-    context_turns: int | None = None,
-    separator: str | None = None,
-    max_length: int | None = None,
-) -> Classifier:
-    """Load `name` for inference; explicit settings override the model's saved ones."""
-    path = resolve_model_path(name)
-    source = locate_model_folder(path) if os.path.isdir(path) else path
-    if os.path.isdir(source) and not any(
-        os.path.isfile(os.path.join(source, f)) for f in ("config.json", "adapter_config.json")
-    ):
-        raise UserError(
-            f"{name!r} is not a model folder (no config.json or adapter_config.json); give a fine-tuning "
-            "output_dir, its model/ or adapter/ folder, a model folder or a Hub id"
-        )
-    model, tokenizer = load_model_and_tokenizer(source)
-    labels = {int(k): v for k, v in (model.config.id2label or {}).items()}
+def load_config_and_tokenizer(source: str) -> tuple[Any, Any]:
+    """What an exported model needs besides its ONNX file: labels, sizes and the tokenizer."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        return AutoConfig.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise hub_load_error(source, "classifier", err) from None
+
+
+def load_runner(name: str, source: str, device: str | None, runtime: str) -> tuple[Any, Any, EncoderRunner]:
+    """The torch model (None under ONNX Runtime), the tokenizer and the runner for `runtime`."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        model, tokenizer = load_model_and_tokenizer(source)
+        chosen = pick_device(device)
+        model.to(chosen).eval()
+        if chosen.type == "cuda":
+            model.half()
+        return model, tokenizer, TorchRunner(model, chosen)
+    if device not in (None, "auto", "cpu"):
+        raise UserError(f"runtime {runtime!r} runs on the CPU, not device {device!r}; use device cpu or runtime torch")
+    if not os.path.isdir(source):
+        raise UserError(f"runtime {runtime!r} needs a local model folder with an exported model, not {name!r}")
+    config, tokenizer = load_config_and_tokenizer(source)
+    return None, tokenizer, load_onnx_runner(source, runtime, config)
+
+
+def label_order(name: str, config: Any) -> list[int]:
+    """For each of our emotions, the model's output that scores it (mapped by label name)."""
+    labels = {int(k): v for k, v in (config.id2label or {}).items()}
     if len(labels) != NUM_LABELS:
         raise UserError(
             f"model {name!r} has {len(labels)} output labels ({', '.join(labels.values())}); "
@@ -116,18 +161,31 @@ def load_classifier(
             f"model {name!r} labels ({', '.join(labels[i] for i in sorted(labels))}) cannot be mapped by name "
             f"to ours ({', '.join(EMOTIONS)})"
         )
+    return order
+
+
+def load_classifier(
+    name: str,
+    device: str | None = None,
+    context_turns: int | None = None,
+    separator: str | None = None,
+    max_length: int | None = None,
+    runtime: str = "torch",
+) -> Classifier:
+    """Load `name` for inference on `runtime` (torch, onnx or onnx_int8); explicit settings
+    override the model's saved ones."""
+    source = model_source(name)
+    model, tokenizer, runner = load_runner(name, source, device, runtime)
+    order = label_order(name, runner.config)
     metadata = (read_metadata(source) if os.path.isdir(source) else None) or {}
     memory = load_memory(source, metadata) if metadata else None
-    if memory is not None and memory.embeddings.shape[1] != memory.key_turns * model.config.hidden_size:
+    hidden_size = runner.config.hidden_size
+    if memory is not None and memory.embeddings.shape[1] != memory.key_turns * hidden_size:
         raise UserError(
             f"{source}: knn memory keys have {memory.embeddings.shape[1]} values, the model's {memory.key_turns} "
-            f"turn(s) of {model.config.hidden_size} need {memory.key_turns * model.config.hidden_size} "
+            f"turn(s) of {hidden_size} need {memory.key_turns * hidden_size} "
             "(copy the whole model folder, or fine-tune the model again)"
         )
-    chosen = pick_device(device)
-    model.to(chosen).eval()
-    if chosen.type == "cuda":
-        model.half()
     saved_max = metadata.get("max_length", min(DEFAULT_MAX_LENGTH, getattr(tokenizer, "model_max_length", 512)))
     return Classifier(
         model=model,
@@ -139,9 +197,10 @@ def load_classifier(
         else metadata.get("context_separator", default_separator(tokenizer)),
         max_length=max_length if max_length is not None else saved_max,
         output_order=order,
-        device=chosen,
+        device=runner.device,
         metadata=metadata,
         memory=memory,
+        runner=runner,
     )
 
 
@@ -213,28 +272,16 @@ def model_outputs(
     ids = encode_turns(classifier.tokenizer, turns, classifier.separator, classifier.max_length)
     order = np.argsort([len(i) for i in ids], kind="stable")
     result = np.zeros((len(ids), NUM_LABELS), dtype=np.float32)
-    embeddings = np.zeros((len(ids), classifier.model.config.hidden_size), dtype=np.float32) if embed else None
-    states: list[torch.Tensor] = []
-    # The encoder's output, whatever head reads it: the hook sees one forward pass per batch.
-    encoder = classifier.model.base_model
-    hook = encoder.register_forward_hook(lambda _m, _i, out: states.append(out[0])) if embed else None
+    embeddings = np.zeros((len(ids), classifier.config.hidden_size), dtype=np.float32) if embed else None
     starts = range(0, len(ids), batch_size)
     if progress:
         label = f"scoring {os.path.basename(classifier.name.rstrip('/')) or classifier.name}"
         starts = track(starts, len(starts), label)
-    try:
-        with torch.inference_mode():
-            for start in starts:
-                rows = order[start : start + batch_size]
-                batch = classifier.tokenizer.pad({"input_ids": [ids[r] for r in rows]}, return_tensors="pt")
-                batch = {k: v.to(classifier.device) for k, v in batch.items()}
-                logits = classifier.model(**batch).logits.float()
-                result[rows] = torch.softmax(logits[:, classifier.output_order], dim=-1).cpu().numpy()
-                if embed:
-                    mask = batch["attention_mask"].unsqueeze(-1).float()
-                    pooled = (states.pop().float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                    embeddings[rows] = pooled.cpu().numpy()
-    finally:
-        if hook is not None:
-            hook.remove()
+    for start in starts:
+        rows = order[start : start + batch_size]
+        batch = classifier.tokenizer.pad({"input_ids": [ids[r] for r in rows]}, return_tensors="np")
+        logits, pooled = classifier.runner(dict(batch), embed)
+        result[rows] = softmax(logits[:, classifier.output_order], axis=-1)
+        if embed:
+            embeddings[rows] = pooled
     return result, embeddings

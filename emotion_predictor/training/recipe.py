@@ -2,7 +2,8 @@
 
 `run_fine_tuning` is the one code path behind `ep_fine_tune.py` (and each sweep trial). It
 writes, atomically: `run_config.json`, `data_stats.json`, `checkpoints/`, `adapter/`, `model/`,
-`metrics.json` and `report.txt`.
+`metrics.json` and `report.txt`; once those are written, it exports `model/` to ONNX
+(`export_onnx`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from emotion_predictor.evaluation.metrics import balanced_class_weights, classif
 from emotion_predictor.hub import hub_load_error
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS
 from emotion_predictor.modeling.classification_head import split_head_param_groups, warm_start_head
+from emotion_predictor.modeling.onnx_export import export_model_folder
 from emotion_predictor.modeling.sequence_classifier import (
     apply_lora,
     load_base_model,
@@ -139,6 +141,17 @@ class WeightedLossTrainer(Trainer):
             # Under DataParallel (one process, n_gpu > 1) our loss already covers every GPU's rows.
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         return (loss, outputs) if return_outputs else loss
+
+
+def export_for_onnx_runtime(cfg: TrainingConfig) -> None:
+    """`model/model.onnx` (and its int8 copy) as `export_onnx` says. A model that does not export
+    costs the run nothing else: its other outputs are written by then."""
+    if cfg.export_onnx == "none":
+        return
+    try:
+        export_model_folder(os.path.join(cfg.output_dir, "model"), int8=cfg.export_onnx == "fp32+int8")
+    except UserError as err:
+        logger.warning("No ONNX export (export_onnx %s): %s", cfg.export_onnx, err)
 
 
 def metrics_function(weights: list[float]):
@@ -381,6 +394,7 @@ def run_fine_tuning(
     write_text(os.path.join(out, "report.txt"), report)
     print(report)
     write_json(os.path.join(out, "metrics.json"), results)
+    export_for_onnx_runtime(train_cfg)
     if train_cfg.push_to_hub:
         try:
             merged.push_to_hub(train_cfg.fine_tuned_model)
