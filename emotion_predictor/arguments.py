@@ -213,6 +213,11 @@ class TrainingConfig:
         "(model/model.onnx, the same forecasts as torch), fp32+int8 (also model/model.int8.onnx for runtime "
         "onnx_int8: int8 weights, faster still, forecasts change a little) or none",
     )
+    keep_checkpoints: bool = key(
+        False,
+        help="keep every checkpoint once the run has finished (false: only the newest complete one, which a "
+        "resume starts from, is kept; the best model is in model/)",
+    )
     push_to_hub: bool = key(False, help="push the merged model to fine_tuned_model on the Hub")
     fine_tuned_model: str | None = key(None, help="Hub model id to push the merged model to")
 
@@ -376,5 +381,7 @@ class SweepArguments:
         "give each process on one machine its own",
     )
     sweep_keep_checkpoints: bool = key(
-        False, help="keep each finished trial's checkpoints/ folder (false: delete it, keep model/, adapter/, metrics)"
+        False,
+        help="keep each finished trial's checkpoints/ folder as its run leaves it (the newest checkpoint unless "
+        "keep_checkpoints is true; false: delete it, keep model/, adapter/, metrics)",
     )

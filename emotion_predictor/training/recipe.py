@@ -3,7 +3,8 @@
 `run_fine_tuning` is the one code path behind `ep_fine_tune.py` (and each sweep trial). It
 writes, atomically: `run_config.json`, `data_stats.json`, `checkpoints/`, `adapter/`, `model/`,
 `metrics.json` and `report.txt`; once those are written, it exports `model/` to ONNX
-(`export_onnx`).
+(`export_onnx`) and prunes `checkpoints/` to the newest complete checkpoint (unless
+`keep_checkpoints`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from emotion_predictor.training.current_emotion_task import (
 from emotion_predictor.training.focal_loss import FocalLoss, class_weights_for
 from emotion_predictor.training.length_bucketing import LengthBucketSampler
 from emotion_predictor.training.neutral_rotation import NeutralRotation, NeutralRotationSampler
-from emotion_predictor.training.trainer_settings import resume_target, training_arguments
+from emotion_predictor.training.trainer_settings import prune_checkpoints, resume_target, training_arguments
 from emotion_predictor.training.validation_fit import final_forecasts, fit_decision, memory_rows
 
 logger = logging.getLogger(__name__)
@@ -395,6 +396,8 @@ def run_fine_tuning(
     print(report)
     write_json(os.path.join(out, "metrics.json"), results)
     export_for_onnx_runtime(train_cfg)
+    if not train_cfg.keep_checkpoints:
+        prune_checkpoints(out)
     if train_cfg.push_to_hub:
         try:
             merged.push_to_hub(train_cfg.fine_tuned_model)
