@@ -233,3 +233,39 @@ def test_ep_predict_forecasts_with_onnx(tiny_run_dir, predictors, tmp_path):
     got = [json.loads(line)["probabilities"] for line in target.read_text().splitlines()]
     expected = probabilities(predictors["torch"].predict_batch(HISTORIES))
     np.testing.assert_allclose([list(p.values()) for p in got], expected, atol=FP32_TOLERANCE)
+
+
+def run_bench(module, argv: list[str], monkeypatch, capsys) -> str:
+    """A bench script's main, in-process, as the command line `argv`; its stdout."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [module.__name__, *argv])
+    module.main()
+    return capsys.readouterr().out
+
+
+def test_quality_bench_scores_each_runtime(tiny_run_dir, tiny_dataset_dir, monkeypatch, capsys):
+    from bench import onnx_quality
+
+    out = run_bench(onnx_quality, ["--model", tiny_run_dir, "--dataset", tiny_dataset_dir], monkeypatch, capsys)
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in out.splitlines() if line.startswith("| ")
+    }
+    assert list(rows) == ["runtime", "torch", "onnx", "onnx_int8"]
+    assert rows["onnx"][:4] == rows["torch"][:4]  # the same four headline figures, to 4 decimals
+    assert rows["torch"][4:6] == ["0.0e+00", "0.00%"] and float(rows["onnx"][4]) <= FP32_TOLERANCE
+
+
+def test_latency_bench_times_every_runtime_and_the_pipeline(tiny_run_dir, tiny_dataset_dir, monkeypatch, capsys):
+    from bench import predict_latency
+
+    argv = ["--model", tiny_run_dir, "--dataset", tiny_dataset_dir, "--rows", "6", "--warmup", "1"]
+    out = run_bench(predict_latency, [*argv, "--dialogues", "2", "--repeats", "1"], monkeypatch, capsys)
+    figures = [line for line in out.splitlines() if line.startswith("| ")]
+    assert figures[0] == (
+        "| measure | pipeline | EmotionPredictor torch | EmotionPredictor onnx | EmotionPredictor onnx_int8 |"
+    )
+    differences = next(line for line in figures if line.startswith("| max \\|p - p_torch\\|"))
+    pipeline, torch_runtime, onnx_runtime, _ = (float(cell) for cell in differences.strip("| ").split(" | ")[1:])
+    assert pipeline < 1e-5 and torch_runtime == 0 and onnx_runtime <= FP32_TOLERANCE  # the tiny run has no memory
+    assert "| batch | " in out and out.rstrip().endswith("count as equal: timing noise)")
