@@ -59,7 +59,7 @@ class OnnxRunner:
 
     def __call__(self, batch: dict[str, np.ndarray], embed: bool) -> tuple[np.ndarray, np.ndarray | None]:
         wanted = list(OUTPUT_NAMES) if embed else [OUTPUT_NAMES[0]]
-        outputs = self.session.run(wanted, {name: batch[name].astype(np.int64) for name in INPUT_NAMES})
+        outputs = self.session.run(wanted, {name: np.asarray(batch[name], dtype=np.int64) for name in INPUT_NAMES})
         return outputs[0], outputs[1] if embed else None
 
 
