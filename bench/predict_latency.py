@@ -1,26 +1,31 @@
-"""Latency and throughput of EmotionPredictor against transformers.pipeline("text-classification").
+"""Latency and throughput of EmotionPredictor on each runtime against transformers.pipeline("text-classification").
 
-    uv run python -m bench.predict_latency --model runs/quickstart --rows 300
+    uv run python -m bench.predict_latency --model runs/quickstart --rows 300 [--runtimes torch onnx onnx_int8]
 
-Both run the same loaded model on the same inputs: real histories (whole dialogue prefixes) from
-the DailyDialog test split. Ours gets the history; the pipeline gets the text our predictor
-builds from it (the last context_turns + 1 utterances joined by the saved separator), with
-`top_k=None` so it also returns all 7 probabilities. Measured:
+Every contender runs the same model on the same inputs: real histories (whole dialogue prefixes)
+from the DailyDialog test split. EmotionPredictor gets the history, once per runtime: torch (on
+`--device`), onnx and onnx_int8 (ONNX Runtime on the CPU, `model/model.onnx` and
+`model/model.int8.onnx`; export them first with `uv run ep-export-onnx --model ... --int8`). The
+pipeline runs the torch model on the text our predictor builds from the history (the last
+context_turns + 1 utterances joined by the saved separator), with `top_k=None` so it also returns
+all 7 probabilities. torch always runs: the pipeline shares its model. Measured:
 
-- predict latency for one history: p50 and p95 over `--rows` histories, after `--warmup` calls,
-  ours and the pipeline timed alternately on each history (so load from other processes hits both);
+- predict latency for one history: p50 and p95 over `--rows` histories, after `--warmup` calls of
+  each, every contender timed on each history in turn, in an order that rotates from one history
+  to the next (so load from other processes hits all alike);
 - batch throughput: predict_batch(histories) vs pipeline(texts, batch_size), best of `--repeats`;
 - in a conversation: each forecast after a dialogue's first, over `--dialogues` test dialogues,
   prefix by prefix (ours only), as a chatbot asks after every turn.
 
 The first two are timed cold for ours: the utterance embeddings a two-turn knn memory keeps from
-earlier calls (`Classifier.recent_utterances`) are cleared first, so every previous utterance that
+earlier calls (and the recognitions a trajectory keeps, `Classifier.clear_recent`) are cleared first, so every previous utterance that
 is not another history's last one is embedded again, as in the first forecast of a conversation.
 The pipeline reads no memory, so its probabilities differ from ours when the model has one.
 
-Ratios are pipeline time / our time: above 1 means ours is faster. "same history (median)" is
-the median over histories of that ratio for the two calls on the same history, timed back to
-back, which is the figure least disturbed by other load on the machine.
+Speed-ups are pipeline time / our time: above 1 means ours is faster. "same history (median)" is
+the median over histories of that ratio for the calls on the same history, timed back to back,
+which is the figure least disturbed by other load on the machine. "max |p - p_torch|" compares
+each contender's batch probabilities with those of EmotionPredictor on torch.
 """
 
 from __future__ import annotations
@@ -28,33 +33,174 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from emotion_predictor.errors import UserError, run_main
+from emotion_predictor.prediction.encoder_runners import RUNTIMES
 from emotion_predictor.tables import markdown_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = 0.03  # speed-ups in [0.97, 1.0) are reported as equal, not slower
+PIPELINE = "pipeline"
+
+
+@dataclass
+class Contender:
+    """One way of forecasting the benchmark's histories."""
+
+    single: Callable[[int], object]  # the forecast for history i
+    batch: Callable[[], np.ndarray]  # the probabilities of every history, in our label order
+    forget: Callable[[], None] = lambda: None  # drop what earlier calls kept (cold timing)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="runs/quickstart", help="fine-tuning output_dir or model folder")
     parser.add_argument("--dataset", default=os.path.join(ROOT, "..", "shared", "data", "dailydialog"))
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES), help="torch always runs")
     parser.add_argument("--rows", type=int, default=300, help="test-set histories to time")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls of each before timing")
     parser.add_argument("--dialogues", type=int, default=40, help="test dialogues of the conversation timing")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="batch passes of each; the best counts")
-    parser.add_argument("--device", default="cpu", help="cpu (the benchmark's setting), cuda or auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default, one per core)")
+    parser.add_argument("--device", default="cpu", help="torch's device: cpu (the benchmark's setting), cuda or auto")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads of torch and ONNX Runtime (0 = one per core)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which test histories are drawn")
     return parser.parse_args()
 
 
 def percentile_ms(seconds: list[float], q: float) -> float:
-    import numpy as np
-
     return float(np.percentile(seconds, q)) * 1000
+
+
+def predictor_contender(predictor, histories: list[list[str]]) -> Contender:
+    def batch() -> np.ndarray:
+        return np.array([list(f.probabilities.values()) for f in predictor.predict_batch(histories)])
+
+    return Contender(lambda i: predictor.predict(histories[i]), batch, predictor.classifier.clear_recent)
+
+
+def pipeline_contender(classifier, texts: list[str], max_length: int, batch_size: int) -> Contender:
+    from transformers import pipeline
+
+    from emotion_predictor.labels import EMOTIONS, canonical_emotion
+
+    pipe = pipeline(
+        "text-classification", model=classifier.model, tokenizer=classifier.tokenizer, device=classifier.device
+    )
+    settings = {"top_k": None, "truncation": True, "max_length": max_length}
+
+    def batch() -> np.ndarray:
+        outputs = pipe(texts, batch_size=batch_size, **settings)
+        return np.array(
+            [[{canonical_emotion(d["label"]): d["score"] for d in o}[name] for name in EMOTIONS] for o in outputs]
+        )
+
+    return Contender(lambda i: pipe(texts[i], **settings), batch)
+
+
+def in_turn(names: list[str], step: int) -> list[str]:
+    """`names` rotated by `step`: each contender goes first as often as the others."""
+    shift = step % len(names)
+    return names[shift:] + names[:shift]
+
+
+def time_single(contenders: dict[str, Contender], rows: int, warmup: int) -> dict[str, list[float]]:
+    for i in range(warmup):
+        for contender in contenders.values():
+            contender.single(i % rows)
+    for contender in contenders.values():
+        contender.forget()
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for i in range(rows):
+        for name in in_turn(list(contenders), i):
+            start = time.perf_counter()
+            contenders[name].single(i)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def time_batches(contenders: dict[str, Contender], repeats: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The best batch time of each contender and its probabilities."""
+    best = dict.fromkeys(contenders, float("inf"))
+    probabilities = {}
+    for repeat in range(repeats):
+        for name in in_turn(list(contenders), repeat):
+            contenders[name].forget()
+            start = time.perf_counter()
+            probabilities[name] = contenders[name].batch()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, probabilities
+
+
+def time_conversations(predictors: dict, dialogues: list[list[str]]) -> dict[str, list[float]]:
+    """Each forecast after a dialogue's first, asked after every turn with the cache warm."""
+    seconds: dict[str, list[float]] = {name: [] for name in predictors}
+    for number, dialogue in enumerate(dialogues):
+        for name in in_turn(list(predictors), number):
+            predictors[name].classifier.clear_recent()
+            for end in range(1, len(dialogue) + 1):
+                start = time.perf_counter()
+                predictors[name].predict(list(dialogue[:end]))
+                if end > 1:
+                    seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def figures_table(names: list[str], single: dict, batch: dict, conversation: dict, differences: dict, rows: int) -> str:
+    def cells(values: dict, text: Callable[[object], str]) -> list[str]:
+        return [text(values[name]) if name in values else "" for name in names]
+
+    table = [
+        ("predict p50 (ms)", *cells(single, lambda s: f"{percentile_ms(s, 50):.2f}")),
+        ("predict p95 (ms)", *cells(single, lambda s: f"{percentile_ms(s, 95):.2f}")),
+        ("batch (histories/s)", *cells(batch, lambda s: f"{rows / s:.1f}")),
+        ("in a conversation p50 (ms)", *cells(conversation, lambda s: f"{percentile_ms(s, 50):.2f}")),
+        ("in a conversation p95 (ms)", *cells(conversation, lambda s: f"{percentile_ms(s, 95):.2f}")),
+        ("max \\|p - p_torch\\|", *cells(differences, lambda d: f"{d:.1e}")),
+    ]
+    header = ["measure", *(name if name == PIPELINE else f"EmotionPredictor {name}" for name in names)]
+    return markdown_table(header, table, align="l" + "r" * len(names))
+
+
+def speed_ups(runtimes: list[str], single: dict, batch: dict) -> dict[str, dict[str, float]]:
+    """Pipeline time / our time, per measure and runtime."""
+    theirs = single[PIPELINE]
+    return {
+        "predict p50": {r: percentile_ms(theirs, 50) / percentile_ms(single[r], 50) for r in runtimes},
+        "predict p95": {r: percentile_ms(theirs, 95) / percentile_ms(single[r], 95) for r in runtimes},
+        "predict, same history (median)": {
+            r: float(np.median(np.array(theirs) / np.array(single[r]))) for r in runtimes
+        },
+        "batch": {r: batch[PIPELINE] / batch[r] for r in runtimes},
+    }
+
+
+def report(runtimes: list[str], single: dict, batch: dict, conversation: dict, probabilities: dict, rows: int) -> str:
+    differences = {name: float(np.abs(p - probabilities["torch"]).max()) for name, p in probabilities.items()}
+    names = [PIPELINE, *runtimes]
+    ratios = speed_ups(runtimes, single, batch)
+    speed_table = markdown_table(
+        ["speed-up over the pipeline", *(f"EmotionPredictor {r}" for r in runtimes)],
+        [(measure, *(f"{by[r]:.2f}x" for r in runtimes)) for measure, by in ratios.items()],
+        align="l" + "r" * len(runtimes),
+    )
+    verdicts = []
+    for runtime in runtimes:
+        slower = [measure for measure, by in ratios.items() if by[runtime] < 1 - NOISE]
+        verdict = f"SLOWER than the pipeline on: {', '.join(slower)}" if slower else "not slower than the pipeline"
+        verdicts.append(f"{runtime}: {verdict}")
+    return (
+        figures_table(names, single, batch, conversation, differences, rows)
+        + "\n"
+        + speed_table
+        + f"\n{'; '.join(verdicts)} (speed-ups within {NOISE:.0%} of 1.00x count as equal: timing noise)"
+    )
 
 
 def main() -> None:
@@ -69,100 +215,46 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    import numpy as np
     import torch
-    from transformers import pipeline
     from transformers.utils import logging as transformers_logging
 
     from emotion_predictor.data.utils import prepare_splits
-    from emotion_predictor.labels import EMOTIONS, canonical_emotion
     from emotion_predictor.prediction.inference import window
     from emotion_predictor.prediction.predictor import EmotionPredictor
 
     transformers_logging.disable_progress_bar()
     if args.threads:
-        torch.set_num_threads(args.threads)
-    predictor = EmotionPredictor.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
-    classifier = predictor.classifier
+        torch.set_num_threads(args.threads)  # before loading: ONNX Runtime sessions take torch's thread count
+    runtimes = ["torch", *dict.fromkeys(r for r in args.runtimes if r != "torch")]
+    predictors = {
+        r: EmotionPredictor.from_pretrained(
+            args.model, device=args.device if r == "torch" else "cpu", batch_size=args.batch_size, runtime=r
+        )
+        for r in runtimes
+    }
+    torch_predictor = predictors["torch"]
     rows = prepare_splits(args.dataset, splits=("test",), context_turns=1000).splits["test"]
     picked = np.sort(np.random.default_rng(args.seed).choice(len(rows), size=min(args.rows, len(rows)), replace=False))
     histories = [list(rows["turns"].iloc[i]) for i in picked]
-    texts = [predictor.separator.join(window(h, predictor.context_turns)) for h in histories]
-    pipe = pipeline(
-        "text-classification", model=classifier.model, tokenizer=classifier.tokenizer, device=classifier.device
+    texts = [torch_predictor.separator.join(window(h, torch_predictor.context_turns)) for h in histories]
+    contenders = {r: predictor_contender(p, histories) for r, p in predictors.items()}
+    contenders[PIPELINE] = pipeline_contender(
+        torch_predictor.classifier, texts, torch_predictor.max_length, args.batch_size
     )
-    pipe_kwargs = {"top_k": None, "truncation": True, "max_length": predictor.max_length}
-
-    def pipe_probabilities(outputs: list) -> np.ndarray:
-        return np.array(
-            [[{canonical_emotion(d["label"]): d["score"] for d in o}[name] for name in EMOTIONS] for o in outputs]
-        )
 
     load_at_start = os.getloadavg()[0]
-    for i in range(args.warmup):
-        predictor.predict(histories[i % len(histories)])
-        pipe(texts[i % len(texts)], **pipe_kwargs)
-    # Timed cold: no utterance embedding kept from an earlier call (a two-turn knn memory's cache).
-    classifier.recent_utterances.clear()
-    ours, theirs = [], []
-    for i, (history, text) in enumerate(zip(histories, texts)):
-        for who in (0, 1) if i % 2 == 0 else (1, 0):
-            start = time.perf_counter()
-            if who == 0:
-                predictor.predict(history)
-            else:
-                pipe(text, **pipe_kwargs)
-            (ours if who == 0 else theirs).append(time.perf_counter() - start)
-
-    best_ours = best_theirs = float("inf")
-    for _ in range(args.repeats):
-        classifier.recent_utterances.clear()
-        start = time.perf_counter()
-        forecasts = predictor.predict_batch(histories)
-        best_ours = min(best_ours, time.perf_counter() - start)
-        start = time.perf_counter()
-        outputs = pipe(texts, batch_size=args.batch_size, **pipe_kwargs)
-        best_theirs = min(best_theirs, time.perf_counter() - start)
-    difference = np.abs(
-        np.array([list(f.probabilities.values()) for f in forecasts]) - pipe_probabilities(outputs)
-    ).max()
-    # A chatbot asks after every turn: time each forecast after a dialogue's first, cache warm.
-    conversation = []
-    for dialogue in rows.groupby("dialog_id")["turns"].last().iloc[: args.dialogues]:
-        classifier.recent_utterances.clear()
-        for end in range(1, len(dialogue) + 1):
-            start = time.perf_counter()
-            predictor.predict(list(dialogue[:end]))
-            if end > 1:
-                conversation.append(time.perf_counter() - start)
-
-    n = len(histories)
-    p50, p95 = percentile_ms(ours, 50), percentile_ms(ours, 95)
-    q50, q95 = percentile_ms(theirs, 50), percentile_ms(theirs, 95)
+    single = time_single(contenders, len(histories), args.warmup)
+    batch, probabilities = time_batches(contenders, args.repeats)
+    dialogues = list(rows.groupby("dialog_id")["turns"].last().iloc[: args.dialogues])
+    conversation = time_conversations(predictors, dialogues)
     print(
-        f"model {args.model} (context_turns {predictor.context_turns}, max_length {predictor.max_length}), "
-        f"device {predictor.device}, torch threads {torch.get_num_threads()}, {n} test histories, "
-        f"batch_size {args.batch_size}; max |p_ours - p_pipeline| = {difference:.1e}; "
-        f"load average {load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end on {os.cpu_count()} CPUs\n"
+        f"model {args.model} (context_turns {torch_predictor.context_turns}, max_length "
+        f"{torch_predictor.max_length}), torch on {torch_predictor.device}, ONNX Runtime on the CPU, "
+        f"{torch.get_num_threads()} threads, {len(histories)} test histories, batch_size {args.batch_size}, "
+        f"conversations: {args.dialogues} test dialogues; load average {load_at_start:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end on {os.cpu_count()} CPUs\n"
     )
-    rows_out = [
-        ("predict p50 (ms)", f"{p50:.2f}", f"{q50:.2f}", f"{q50 / p50:.2f}x"),
-        ("predict p95 (ms)", f"{p95:.2f}", f"{q95:.2f}", f"{q95 / p95:.2f}x"),
-        ("predict, same history (median)", "", "", f"{float(np.median(np.array(theirs) / np.array(ours))):.2f}x"),
-        ("batch (histories/s)", f"{n / best_ours:.1f}", f"{n / best_theirs:.1f}", f"{best_theirs / best_ours:.2f}x"),
-    ]
-    print(markdown_table(("measure", "EmotionPredictor", "pipeline", "speed-up"), rows_out, align="lrrr"), end="")
-    print(
-        f"\nin a conversation ({args.dialogues} test dialogues, each forecast after a dialogue's first): "
-        f"p50 {percentile_ms(conversation, 50):.2f} ms, p95 {percentile_ms(conversation, 95):.2f} ms"
-    )
-    ratios = {"p50": q50 / p50, "p95": q95 / p95, "batch": best_theirs / best_ours}
-    slower = [name for name, ratio in ratios.items() if ratio < 1 - NOISE]
-    print(
-        "\nours is "
-        + (f"SLOWER than the pipeline on: {', '.join(slower)}" if slower else "not slower than the pipeline")
-        + f" (speed-ups within {NOISE:.0%} of 1.00x count as equal: timing noise)"
-    )
+    print(report(runtimes, single, batch, conversation, probabilities, len(histories)))
 
 
 if __name__ == "__main__":

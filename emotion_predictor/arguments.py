@@ -232,6 +232,17 @@ class TrainingConfig:
     resume_from_checkpoint: bool | str | None = key(
         None, help="true = continue from the newest complete checkpoint in output_dir/checkpoints, or a checkpoint path"
     )
+    export_onnx: Literal["none", "fp32", "fp32+int8"] = key(
+        "fp32",
+        help="at the end of the run, export model/ for ONNX Runtime (runtime onnx, faster on a CPU): fp32 "
+        "(model/model.onnx, the same forecasts as torch), fp32+int8 (also model/model.int8.onnx for runtime "
+        "onnx_int8: int8 weights, faster still, forecasts change a little) or none",
+    )
+    keep_checkpoints: bool = key(
+        False,
+        help="keep every checkpoint once the run has finished (false: only the newest complete one, which a "
+        "resume starts from, is kept; the best model is in model/)",
+    )
     push_to_hub: bool = key(False, help="push the merged model to fine_tuned_model on the Hub")
     fine_tuned_model: str | None = key(None, help="Hub model id to push the merged model to")
 
@@ -253,6 +264,22 @@ FINE_TUNE_CLASSES = (DataArguments, ModelArguments, LossArguments, TrainingConfi
 # Every other fine-tuning key is a TrainingArguments field, passed through as is; by its path, so
 # that config.py imports transformers only for a config that holds such a key.
 FINE_TUNE_PASSTHROUGH = "transformers.training_args.TrainingArguments"
+
+
+RUNTIME_HELP = (
+    "what runs the model: torch (on device), onnx (ONNX Runtime on the CPU with model/model.onnx: torch's "
+    "forecasts, faster on a CPU) or onnx_int8 (model/model.int8.onnx: int8 weights, faster still, "
+    "forecasts change a little); a model without the file is exported with ep-export-onnx"
+)
+KNN_SEARCH_HELP = (
+    "how a knn memory finds its neighbours: exact (every row), approximate (a FAISS HNSW index, built at load), "
+    "or auto (approximate from 200,000 memory rows)"
+)
+
+
+def check_runtime_device(runtime: str, device: str) -> None:
+    if runtime != "torch" and device.startswith("cuda"):
+        raise ValueError(f"runtime {runtime} runs on the CPU, not device {device}; use device cpu or runtime torch")
 
 
 @dataclass
@@ -292,12 +319,9 @@ class EvaluateArguments:
         check=in_range(8),
     )
     device: Literal["auto", "cpu", "cuda"] = key("auto", help="where to run the models (auto = cuda when available)")
+    runtime: Literal["torch", "onnx", "onnx_int8"] = key("torch", help=RUNTIME_HELP)
     disable_tqdm: bool = key(False, help="hide the progress bar")
-    knn_search: Literal["auto", "exact", "approximate"] = key(
-        "auto",
-        help="how a knn memory finds its neighbours: exact (every row), approximate (a FAISS HNSW index, "
-        "built at load), or auto (approximate from 200,000 memory rows)",
-    )
+    knn_search: Literal["auto", "exact", "approximate"] = key("auto", help=KNN_SEARCH_HELP)
     baselines: list[Literal["majority", "tfidf", "tfidf_history"]] = key(
         ["majority", "tfidf", "tfidf_history"],
         help="baselines scored next to the models, with the train rows, context and decision "
@@ -318,6 +342,7 @@ class EvaluateArguments:
             )
         if self.model_names is not None and len(set(self.model_names)) != len(self.model_names):
             raise ValueError(f"key 'model_names' has duplicates ({', '.join(self.model_names)}); names must differ")
+        check_runtime_device(self.runtime, self.device)
 
 
 def stdin_or_existing_file(value: str) -> str | None:
@@ -343,11 +368,11 @@ class PredictArguments:
     output: str = key("-", help='file mode: JSONL file for the forecasts, one line per input line ("-" = stdout)')
     batch_size: int = key(64, help="histories per forward pass", check=in_range(1))
     device: str = key("auto", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N", check=known_device)
-    knn_search: Literal["auto", "exact", "approximate"] = key(
-        "auto",
-        help="how a knn memory finds its neighbours: exact (every row), approximate (a FAISS HNSW index, "
-        "built at load), or auto (approximate from 200,000 memory rows)",
-    )
+    knn_search: Literal["auto", "exact", "approximate"] = key("auto", help=KNN_SEARCH_HELP)
+    runtime: Literal["torch", "onnx", "onnx_int8"] = key("torch", help=RUNTIME_HELP)
+
+    def __post_init__(self) -> None:
+        check_runtime_device(self.runtime, self.device)
 
 
 @dataclass
@@ -379,6 +404,11 @@ class ServeArguments:
         "info", help="the service's log level (startup, errors, and with access_log each request)"
     )
     access_log: bool = key(True, help="log one line per request")
+    runtime: Literal["torch", "onnx", "onnx_int8"] = key("torch", help=RUNTIME_HELP)
+    knn_search: Literal["auto", "exact", "approximate"] = key("auto", help=KNN_SEARCH_HELP)
+
+    def __post_init__(self) -> None:
+        check_runtime_device(self.runtime, self.device)
 
 
 def json_object(value: object) -> str | None:
@@ -423,5 +453,7 @@ class SweepArguments:
         "give each process on one machine its own",
     )
     sweep_keep_checkpoints: bool = key(
-        False, help="keep each finished trial's checkpoints/ folder (false: delete it, keep model/, adapter/, metrics)"
+        False,
+        help="keep each finished trial's checkpoints/ folder as its run leaves it (the newest checkpoint unless "
+        "keep_checkpoints is true; false: delete it, keep model/, adapter/, metrics)",
     )

@@ -129,11 +129,12 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory, tiny_model_dir, tiny_dataset_dir) -> str:
-    """A finished fine-tuning run (LoRA, focal loss) on the tiny model and data."""
+    """A finished fine-tuning run (LoRA, focal loss) on the tiny model and data, exported to ONNX
+    (model/model.onnx and model/model.int8.onnx)."""
     from emotion_predictor.training.recipe import run_fine_tuning
 
     out = str(tmp_path_factory.mktemp("tiny_run"))
-    run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, out))
+    run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, out, export_onnx="fp32+int8"))
     return out
 
 
@@ -158,6 +159,8 @@ def tiny_config(model_dir: str, dataset_dir: str, output_dir: str, **overrides):
         "data_cache_dir": None,
         "disable_tqdm": True,
         "logging_steps": 5,
+        # Seconds per run that the tests of other things do not need; tiny_run_dir exports.
+        "export_onnx": "none",
     }
     values.update(overrides)
     instances, passthrough = build_instances(values, FINE_TUNE_CLASSES, "test", set(), TrainingArguments)

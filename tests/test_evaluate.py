@@ -424,6 +424,20 @@ def test_baselines_are_cached_and_can_be_skipped(tmp_path, tiny_run_dir, overlap
     assert record["versus_best_baseline"] is None
 
 
+def test_onnx_runtime_scores_like_torch(tmp_path, tiny_run_dir, overlap_dataset_dir):
+    records = {}
+    for runtime in ("torch", "onnx"):
+        folder = str(tmp_path / runtime)
+        evaluate(models=tiny_run_dir, dataset=overlap_dataset_dir, output_dir=folder, baselines=[], runtime=runtime)
+        records[runtime] = read_outputs(folder)
+    (torch_record, torch_rows), (onnx_record, onnx_rows) = records["torch"], records["onnx"]
+    assert (torch_record["timing"]["runtime"], onnx_record["timing"]["runtime"]) == ("torch", "onnx")
+    assert onnx_record["metrics"] == torch_record["metrics"]
+    columns = [c for c in torch_rows.columns if c.startswith("prob_")]
+    assert len(columns) == NUM_LABELS
+    np.testing.assert_allclose(onnx_rows[columns].to_numpy(), torch_rows[columns].to_numpy(), rtol=0, atol=1e-5)
+
+
 @requires_real_data
 def test_real_test_split_supports(tmp_path, tiny_run_dir):
     # tfidf_history's out-of-fold recognisers on the whole train split would take minutes; tests/
@@ -503,6 +517,8 @@ def test_unmappable_head_and_non_model_folder_are_one_line_errors(tmp_path, tiny
         (["--model_names", "a,b"], "2 names for 1 models"),
         (["--baselines", '["knn"]'], "key 'baselines'"),
         (["--baselines", '["tfidf","tfidf"]'], "lists a baseline twice"),
+        (["--runtime", "tensorrt"], "key 'runtime'"),
+        (["--runtime", "onnx_int8", "--device", "cuda"], "runtime onnx_int8 runs on the CPU, not device cuda"),
     ],
 )
 def test_cli_config_and_missing_folder_errors(

@@ -30,7 +30,12 @@ from emotion_predictor.modeling.sequence_classifier import apply_lora, load_base
 from emotion_predictor.training.focal_loss import class_weights_for
 from emotion_predictor.training.recipe import run_fine_tuning
 from emotion_predictor.training.trainer import build_loss
-from emotion_predictor.training.trainer_settings import prepare_tracking, resume_target, training_arguments
+from emotion_predictor.training.trainer_settings import (
+    prepare_tracking,
+    prune_checkpoints,
+    resume_target,
+    training_arguments,
+)
 
 REFERENCE_ORDER = {0: "anger", 1: "disgust", 2: "fear", 3: "joy", 4: "neutral", 5: "sadness", 6: "surprise"}
 
@@ -87,7 +92,10 @@ def test_focal_run_leaves_the_documented_outputs(tiny_run_dir):
     for name in ("run_config.json", "data_stats.json", "metrics.json", "report.txt"):
         assert os.path.isfile(os.path.join(tiny_run_dir, name))
     assert os.path.isfile(os.path.join(tiny_run_dir, "adapter", "adapter_config.json"))
-    assert any(n.startswith("checkpoint-") for n in os.listdir(os.path.join(tiny_run_dir, "checkpoints")))
+    # Pruned once finished: the newest checkpoint alone, which a resume needs (the best model is in model/).
+    [kept] = os.listdir(os.path.join(tiny_run_dir, "checkpoints"))
+    state = read_json(tiny_run_dir, "checkpoints", kept, "trainer_state.json")
+    assert kept == f"checkpoint-{state['global_step']}" and state["global_step"] == state["max_steps"] > 1
     metadata = read_json(tiny_run_dir, "model", "emotion_predictor.json")
     assert metadata["context_turns"] == 0 and metadata["context_separator"] == " [SEP] "
     config = read_json(tiny_run_dir, "model", "config.json")
@@ -201,6 +209,7 @@ def test_sqrt_balanced_weights_reach_the_loss_and_the_saved_files(tmp_path, tiny
     # F1-all-class keeps its one definition, the balanced weights, whatever the loss's weights.
     saved = json.loads((out / "model" / "emotion_predictor.json").read_text())
     assert saved["f1_all_class_weights"] == pytest.approx((expected**2).tolist())
+    assert not [n for n in os.listdir(out / "model") if n.endswith(".onnx")]  # tiny_config's export_onnx "none"
 
 
 def test_cross_entropy_is_weighted_cross_entropy_whatever_focal_gamma_says():
@@ -297,7 +306,10 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
         save_total_limit=10,
         load_best_model_at_end=False,
     )
-    straight = run_fine_tuning(*tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "a"), **settings))
+    straight = run_fine_tuning(
+        *tiny_config(tiny_model_dir, tiny_dataset_dir, str(tmp_path / "a"), keep_checkpoints=True, **settings)
+    )
+    assert sorted(os.listdir(tmp_path / "a" / "checkpoints")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
 
     out, marker = tmp_path / "b", tmp_path / "saved"
     argv = [str(marker), tiny_model_dir, tiny_dataset_dir, str(out), json.dumps(settings)]
@@ -322,6 +334,7 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
         callbacks=[steps],
     )
     assert steps.steps == 2  # it went on from step 1 rather than starting over
+    assert os.listdir(out / "checkpoints") == ["checkpoint-3"]  # pruned to the newest once finished
     assert_same_weights(saved_weights(str(out)), saved_weights(straight.output_dir))
     for split in ("validation", "test"):
         assert resumed.metrics[split] == pytest.approx(straight.metrics[split], abs=1e-9), split
@@ -347,6 +360,22 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     with pytest.raises(UserError, match="checkpoint-20' is not a complete checkpoint"):
         resume_target(cut_off)
     assert resume_target(SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=None)) is None
+
+
+def test_pruning_keeps_the_newest_complete_checkpoint_alone(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step, complete in ((5, True), (10, True), (15, False)):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if complete:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (folder / "runs").mkdir()  # not a checkpoint: left alone
+    deleted = prune_checkpoints(str(tmp_path))
+    assert deleted == [str(folder / "checkpoint-5"), str(folder / "checkpoint-15")]
+    assert sorted(os.listdir(folder)) == ["checkpoint-10", "runs"]
+    assert resume_target(SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=True)) == str(
+        folder / "checkpoint-10"
+    )
+    assert prune_checkpoints(str(tmp_path)) == [] and prune_checkpoints(str(tmp_path / "none")) == []
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ CONSOLE_SCRIPTS = {
     "ep-predict": f"{PACKAGE}.cli.predict:cli",
     "ep-sweep": f"{PACKAGE}.cli.sweep:cli",
     "ep-serve": f"{PACKAGE}.cli.serve:cli",
+    "ep-export-onnx": f"{PACKAGE}.cli.export_onnx:cli",
 }
 LEFT_OUT = ("tests/", "bench/", "docs/", "args/", "examples/", "runs/")
 IMPORT_CHECK = (
@@ -141,8 +142,8 @@ def run_in(python: str, code: str, cwd) -> subprocess.CompletedProcess:
 
 def test_base_install_forecasts_and_holds_no_training_library(base_install, tiny_run_dir, tmp_path):
     """The wheel with its base dependencies alone: its own copy of the package is imported, the
-    ep-* commands are there, EmotionPredictor forecasts as in the full environment, and no flat
-    module (`config`) or training library is importable."""
+    ep-* commands are there, EmotionPredictor forecasts as in the full environment (on torch and
+    on ONNX Runtime), and no flat module (`config`) or training library is importable."""
     from emotion_predictor import EmotionPredictor
 
     venv_bin = os.path.dirname(base_install)
@@ -156,15 +157,17 @@ def test_base_install_forecasts_and_holds_no_training_library(base_install, tiny
     history = ["hello how are you", "i lost my keys"]
     code = (
         "import json; from emotion_predictor import EmotionPredictor\n"
-        f"f = EmotionPredictor.from_pretrained({tiny_run_dir!r}, device='cpu').predict({history!r})\n"
-        "print(json.dumps(f.to_dict()))"
+        "for runtime in ('torch', 'onnx'):\n"
+        f"    predictor = EmotionPredictor.from_pretrained({tiny_run_dir!r}, device='cpu', runtime=runtime)\n"
+        f"    print(json.dumps(predictor.predict({history!r}).to_dict()))"
     )
     done = run_in(base_install, code, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = EmotionPredictor.from_pretrained(tiny_run_dir, device="cpu").predict(history)
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["label"] == expected.label
-    assert got["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    for line in done.stdout.strip().splitlines()[-2:]:
+        got = json.loads(line)
+        assert got["label"] == expected.label
+        assert got["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
 
     for module in ("config", "utils", "predictor", "peft", "datasets", "pandas", "optuna", "wandb", "bitsandbytes"):
         missing = run_in(base_install, f"import {module}", tmp_path)
@@ -174,7 +177,8 @@ def test_base_install_forecasts_and_holds_no_training_library(base_install, tiny
 def test_base_install_names_the_extra_a_command_needs(base_install, tmp_path):
     venv_bin = os.path.dirname(base_install)
     quickstart = os.path.join(ROOT, "args", "quickstart.json")
-    for command, extra in (("ep-fine-tune", "train"), ("ep-evaluate", "train"), ("ep-sweep", "sweep")):
+    commands = (("ep-fine-tune", "train"), ("ep-evaluate", "train"), ("ep-sweep", "sweep"), ("ep-export-onnx", "train"))
+    for command, extra in commands:
         done = subprocess.run(
             [os.path.join(venv_bin, command), "--json_file", quickstart],
             cwd=str(tmp_path),

@@ -312,3 +312,32 @@ def test_readme_shows_the_predictor_example():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         readme = handle.read()
     assert example in readme
+
+
+def test_a_lora_models_embeddings_are_its_encoders(tiny_model_dir):
+    """A PEFT model's `base_model` is its LoRA wrapper, whose output is the classifier's: the
+    embeddings (a knn memory's keys, during a LoRA run) come from the encoder inside it."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from emotion_predictor.arguments import ModelArguments
+    from emotion_predictor.modeling.sequence_classifier import apply_lora, load_base_model
+    from emotion_predictor.prediction.inference import Classifier, model_outputs
+
+    model, _ = load_base_model(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    # Random LoRA weights (B != 0): the adapted encoder differs from the base model's.
+    adapted = apply_lora(model, ModelArguments(model_name_or_path="tiny", lora_rank=4, init_lora_weights=False))
+    turns = [["hello how are you"], ["i lost my keys", "sorry sad"]]
+
+    def outputs(classifier_model):
+        classifier = Classifier(
+            classifier_model.eval(), tokenizer, "tiny", 0, " [SEP] ", 32, list(range(7)), torch.device("cpu")
+        )
+        return model_outputs(classifier, turns, embed=True)
+
+    wrapped_probs, wrapped_embeddings = outputs(adapted)
+    merged_probs, merged_embeddings = outputs(adapted.merge_and_unload())
+    assert wrapped_embeddings.shape == (2, 32)
+    np.testing.assert_allclose(wrapped_embeddings, merged_embeddings, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(wrapped_probs, merged_probs, rtol=0, atol=1e-6)

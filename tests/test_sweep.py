@@ -202,6 +202,14 @@ def test_offline_grid_sweep_writes_outputs_and_best_config_reproduces(
     assert len(pd.read_csv(out / "sweep_results.csv")) == 2
 
 
+def test_a_trial_exports_no_onnx_unless_the_sweep_keys_ask():
+    values = trial.trial_values({"lora_rank": 4}, {"learning_rate": 0.1}, "sweep/trial-0", "s-trial-0")
+    assert values["export_onnx"] == "none" and (values["lora_rank"], values["learning_rate"]) == (4, 0.1)
+    assert trial.trial_values({"export_onnx": "fp32"}, {}, "sweep/trial-1", "s-trial-1")["export_onnx"] == "fp32"
+    searched = trial.trial_values({}, {"export_onnx": "fp32+int8"}, "sweep/trial-2", "s-trial-2")
+    assert searched["export_onnx"] == "fp32+int8"
+
+
 def test_failed_and_pruned_trials_are_recorded_and_memory_is_released(
     tmp_path, tiny_model_dir, tiny_dataset_dir, capsys, monkeypatch
 ):

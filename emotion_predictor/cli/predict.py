@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     transformers_logging.disable_progress_bar()  # stderr carries only errors and the summary
     predictor = EmotionPredictor.from_pretrained(
-        args.model, device=args.device, batch_size=args.batch_size, knn_search=args.knn_search
+        args.model, device=args.device, batch_size=args.batch_size, runtime=args.runtime, knn_search=args.knn_search
     )
     if args.input == "-":
         if hasattr(sys.stdin, "reconfigure"):

@@ -157,7 +157,7 @@ def f1_weights_of(saved: SavedModel, train: TrainSplit) -> tuple[list[float], st
 
 def head_description(classifier: Classifier) -> dict[str, Any]:
     """The model's own labels and which of them feeds each of our classes."""
-    labels = {int(k): v for k, v in classifier.model.config.id2label.items()}
+    labels = {int(k): v for k, v in classifier.config.id2label.items()}
     mapping = {ours: labels[index] for ours, index in zip(EMOTIONS, classifier.output_order)}
     return {
         "model_labels": [labels[i] for i in sorted(labels)],
@@ -327,6 +327,7 @@ def evaluate_model(
         "class_names": EMOTIONS,
         "timing": {
             "device": str(classifier.device),
+            "runtime": classifier.runner.runtime,
             "batch_size": args.batch_size,
             "inference_seconds": round(seconds, 3),
             "rows_per_second": round(len(frame) / seconds, 1) if seconds > 0 else None,
@@ -387,7 +388,13 @@ def run_evaluation(args: EvaluateArguments) -> list[ModelResult]:
         folder = os.path.join(args.output_dir, folder_name(name)) if several else args.output_dir
         try:
             classifier = load_classifier(
-                model, args.device, args.context_turns, args.context_separator, args.max_length, args.knn_search
+                model,
+                args.device,
+                args.context_turns,
+                args.context_separator,
+                args.max_length,
+                args.runtime,
+                args.knn_search,
             )
             results.append(evaluate_model(classifier, brought, reference, args, name, folder))
             if classifier.memory is not None and classifier.memory.trajectory_turns:

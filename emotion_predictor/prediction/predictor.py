@@ -6,7 +6,8 @@
     forecast = predictor.predict(["Hi!", "I lost my keys."])        # the dialogue so far, oldest first
     forecast.label, forecast.probabilities                            # 'sadness', {'neutral': 0.21, ...}
 
-The model is loaded once (CPU by default, CUDA when available) with the input settings it was
+The model is loaded once (CPU by default, CUDA when available; `runtime="onnx"` runs its ONNX
+export with ONNX Runtime on the CPU, see `inference.py`) with the input settings it was
 trained with (`context_turns`, separator, `max_length`, decision rule, from
 `emotion_predictor.json`); inputs are built by the same code as in training and evaluation
 (`inference.predict_proba`), so a forecast equals the evaluation score of that dialogue prefix.
@@ -117,11 +118,17 @@ class EmotionPredictor:
 
     @classmethod
     def from_pretrained(
-        cls, path: str, device: str | None = "auto", batch_size: int = 64, knn_search: str = "auto"
+        cls,
+        path: str,
+        device: str | None = "auto",
+        batch_size: int = 64,
+        runtime: str = "torch",
+        knn_search: str = "auto",
     ) -> EmotionPredictor:
         """Load a fine-tuning output_dir, its model/ folder, or a Hub id (once; reuse the predictor).
+        `runtime`: torch, onnx (model/model.onnx on ONNX Runtime) or onnx_int8 (model/model.int8.onnx);
         `knn_search`: the memory's neighbour search, exact, approximate, or auto (by its size)."""
-        classifier = load_classifier(path, device=device, knn_search=knn_search)
+        classifier = load_classifier(path, device=device, runtime=runtime, knn_search=knn_search)
         if not classifier.metadata:
             logger.warning(
                 "%s has no emotion_predictor.json (not fine-tuned by ep_fine_tune.py): using context_turns %d, "
@@ -152,10 +159,15 @@ class EmotionPredictor:
     def device(self) -> str:
         return str(self.classifier.device)
 
+    @property
+    def runtime(self) -> str:
+        return self.classifier.runner.runtime
+
     def __repr__(self) -> str:
         return (
             f"EmotionPredictor({self.classifier.name!r}, context_turns={self.context_turns}, "
-            f"max_length={self.max_length}, decision_rule={self.decision_rule!r}, device={self.device!r})"
+            f"max_length={self.max_length}, decision_rule={self.decision_rule!r}, device={self.device!r}, "
+            f"runtime={self.runtime!r})"
         )
 
     @property

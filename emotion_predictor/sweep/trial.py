@@ -1,11 +1,12 @@
 """One sweep trial: a real fine-tuning run in its own folder, shared by both backends.
 
 This module owns what a trial is: the base fine-tuning keys plus the trial's parameters, in
-`<output_dir>/trial-<n>` under the name `<sweep_name>-trial-<n>`, never resuming and never
-pushing; `training.run_fine_tuning` (the code path of `ep_fine_tune.py`) does the work. Whatever
-happens, the trial frees its memory (the tracker run, Python garbage, the CUDA cache) before the
-next one starts; an error fails this trial only (`TrialFailed`, one line; the traceback goes to
-the trial's `error.txt`), a pruned trial raises `optuna.TrialPruned`, Ctrl-C propagates.
+`<output_dir>/trial-<n>` under the name `<sweep_name>-trial-<n>`, never resuming, never pushing
+and exporting no ONNX unless the sweep's keys ask (`export_onnx`); `training.run_fine_tuning`
+(the code path of `ep_fine_tune.py`) does the work. Whatever happens, the trial frees its memory
+(the tracker run, Python garbage, the CUDA cache) before the next one starts; an error fails this
+trial only (`TrialFailed`, one line; the traceback goes to the trial's `error.txt`), a pruned
+trial raises `optuna.TrialPruned`, Ctrl-C propagates.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def trial_values(base_values: dict[str, Any], params: dict[str, Any], trial_dir:
     values = {**base_values, **params, "output_dir": trial_dir, "run_name": run_name}
     values.pop("resume_from_checkpoint", None)
     values["push_to_hub"] = False
+    # A trial's model is one of many: export it only when the sweep config asks (ep-export-onnx can later).
+    values.setdefault("export_onnx", "none")
     return values
 
 

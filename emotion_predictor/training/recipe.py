@@ -10,8 +10,9 @@
 
 `run_fine_tuning` is the one code path behind `ep_fine_tune.py` (and each sweep trial). It
 writes, atomically: `run_config.json`, `data_stats.json`, `checkpoints/`, `adapter/`, `model/`,
-`metrics.json` and `report.txt`. Under torchrun every process runs the recipe; only global rank 0
-writes.
+`metrics.json` and `report.txt`; once those are written, it exports `model/` to ONNX
+(`export_onnx`) and prunes `checkpoints/` to the newest complete checkpoint (unless
+`keep_checkpoints`). Under torchrun every process runs the recipe; only global rank 0 writes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from emotion_predictor.evaluation.metrics import balanced_class_weights, classif
 from emotion_predictor.hub import hub_load_error
 from emotion_predictor.labels import EMOTIONS, NUM_LABELS
 from emotion_predictor.modeling.classification_head import warm_start_head
+from emotion_predictor.modeling.onnx_export import export_model_folder
 from emotion_predictor.modeling.sequence_classifier import (
     apply_lora,
     load_base_model,
@@ -56,7 +58,7 @@ from emotion_predictor.training.current_emotion_task import (
 from emotion_predictor.training.focal_loss import class_weights_for
 from emotion_predictor.training.neutral_rotation import NeutralRotation
 from emotion_predictor.training.trainer import WeightedLossTrainer, build_loss, metrics_function, validation_curve
-from emotion_predictor.training.trainer_settings import resume_target, training_arguments
+from emotion_predictor.training.trainer_settings import prune_checkpoints, resume_target, training_arguments
 from emotion_predictor.training.validation_fit import (
     FinalForecasts,
     MemoryKey,
@@ -174,6 +176,9 @@ def run_fine_tuning(
     results["train_seconds"] = round(time.time() - started, 1)
     if run.main_process:
         write_json(os.path.join(run.out, "metrics.json"), results)
+        export_for_onnx_runtime(train_cfg)
+        if not train_cfg.keep_checkpoints:
+            prune_checkpoints(run.out)
         if train_cfg.push_to_hub:
             push_to_hub(merged, data.tokenizer, train_cfg.fine_tuned_model)
     return FineTuneResult(run.out, results, final.probs)
@@ -398,6 +403,17 @@ def run_metadata(run: FineTuningRun, data: RunData, built: BuiltModel, final: Fi
         "task": run.data_args.task,
         "emotion_recogniser": run.cfg.emotion_recogniser,
     }
+
+
+def export_for_onnx_runtime(cfg: TrainingConfig) -> None:
+    """`model/model.onnx` (and its int8 copy) as `export_onnx` says. A model that does not export
+    costs the run nothing else: its other outputs are written by then."""
+    if cfg.export_onnx == "none":
+        return
+    try:
+        export_model_folder(os.path.join(cfg.output_dir, "model"), int8=cfg.export_onnx == "fp32+int8")
+    except UserError as err:
+        logger.warning("No ONNX export (export_onnx %s): %s", cfg.export_onnx, err)
 
 
 def push_to_hub(merged: torch.nn.Module, tokenizer: Any, target: str) -> None:

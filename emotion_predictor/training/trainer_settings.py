@@ -1,12 +1,14 @@
-"""What a run hands to transformers' Trainer besides the model and data: its `TrainingArguments`
-(our keys, pass-through keys, adapted to the hardware and to the trackers that can be reached) and
-the checkpoint to resume from.
+"""What a run hands to transformers' Trainer besides the model and data, and what it keeps of
+Trainer's checkpoints: its `TrainingArguments` (our keys, pass-through keys, adapted to the
+hardware and to the trackers that can be reached), the checkpoint to resume from, and the pruning
+of `checkpoints/` once the run has finished (`prune_checkpoints`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import Any
 
 import torch
@@ -103,6 +105,38 @@ def complete_checkpoint(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, "trainer_state.json"))
 
 
+def checkpoint_folders(output_dir: str) -> dict[int, str]:
+    """The run's Trainer checkpoints (`checkpoints/checkpoint-<step>`) by step."""
+    folder = os.path.join(output_dir, "checkpoints")
+    return {
+        int(name.split("-")[1]): os.path.join(folder, name)
+        for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+        if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
+    }
+
+
+def prune_checkpoints(output_dir: str) -> list[str]:
+    """Delete every checkpoint of a finished run but the newest complete one, which a resume starts
+    from (the best model is in `model/`); returns the deleted folders."""
+    steps = checkpoint_folders(output_dir)
+    kept = max((step for step, path in steps.items() if complete_checkpoint(path)), default=None)
+    deleted = []
+    for step, path in sorted(steps.items()):
+        if step != kept:
+            # Renamed first, so that a deletion cut short never leaves a folder that passes for a checkpoint.
+            doomed = os.path.join(os.path.dirname(path), f".pruned-{os.path.basename(path)}")
+            os.replace(path, doomed)
+            shutil.rmtree(doomed)
+            deleted.append(path)
+    if deleted:
+        logger.info(
+            "Pruned checkpoints/: kept %s, deleted %d older or incomplete (keep_checkpoints: true keeps them)",
+            os.path.basename(steps[kept]) if kept is not None else "none",
+            len(deleted),
+        )
+    return deleted
+
+
 def resume_target(cfg: TrainingConfig) -> str | None:
     """The checkpoint to resume from, or None.
 
@@ -111,11 +145,7 @@ def resume_target(cfg: TrainingConfig) -> str | None:
     """
     if cfg.resume_from_checkpoint is True:
         folder = os.path.join(cfg.output_dir, "checkpoints")
-        steps = {
-            int(name.split("-")[1]): os.path.join(folder, name)
-            for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-            if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
-        }
+        steps = checkpoint_folders(cfg.output_dir)
         for step in sorted(steps, reverse=True):
             if complete_checkpoint(steps[step]):
                 return steps[step]
