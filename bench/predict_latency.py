@@ -18,8 +18,9 @@ all 7 probabilities. torch always runs: the pipeline shares its model. Measured:
   prefix by prefix (ours only), as a chatbot asks after every turn.
 
 The first two are timed cold for ours: the utterance embeddings a two-turn knn memory keeps from
-earlier calls (and the recognitions a trajectory keeps, `Classifier.clear_recent`) are cleared first, so every previous utterance that
-is not another history's last one is embedded again, as in the first forecast of a conversation.
+earlier calls, and the recognitions a trajectory keeps, are cleared first (`Classifier.clear_recent`),
+so every previous utterance that is not another history's last one is embedded (and recognised)
+again, as in the first forecast of a conversation.
 The pipeline reads no memory, so its probabilities differ from ours when the model has one.
 
 Speed-ups are pipeline time / our time: above 1 means ours is faster. "same history (median)" is
