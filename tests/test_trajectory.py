@@ -226,6 +226,25 @@ def test_a_conversation_recognises_each_utterance_once(weighted_model):
     assert recognised == []
 
 
+def test_a_memory_that_gives_recognised_emotions_no_weight_runs_no_recogniser(weighted_model, tmp_path):
+    folder = str(tmp_path / "model")
+    shutil.copytree(weighted_model, folder)
+    path = os.path.join(folder, "emotion_predictor.json")
+    with open(path, encoding="utf-8") as handle:
+        metadata = json.load(handle)
+    metadata["knn_memory"]["emotion_weight"] = 0.0  # recognised: the text alone; given: weight 1
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(metadata, handle)
+    predictor = EmotionPredictor.from_pretrained(folder, device="cpu")
+    recognised: list[int] = []
+    predictor.classifier.recogniser.model.register_forward_hook(lambda _m, inputs, _o: recognised.append(1))
+    history = ["hi angry", "so sad", "wow really"]
+    text_alone = predictor.predict(history)
+    assert recognised == []
+    given = predictor.predict(history, emotions=[None, "sadness", "surprise"])
+    assert recognised == [] and given.probabilities != text_alone.probabilities
+
+
 def test_a_model_without_recogniser_needs_given_emotions(weighted_model, tmp_path):
     folder = str(tmp_path / "model")
     shutil.copytree(weighted_model, folder)

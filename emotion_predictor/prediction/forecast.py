@@ -93,10 +93,17 @@ def recognitions(classifier: Classifier, texts: set[str], batch_size: int) -> di
 
 
 def emotion_distributions(
-    classifier: Classifier, trajectory: Trajectory | None, turns: int, rows: int, batch_size: int
+    classifier: Classifier,
+    trajectory: Trajectory | None,
+    turns: int,
+    rows: int,
+    batch_size: int,
+    recognise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, turns, 7): one-hot where an emotion is given, recognised where not, zeros where the
-    dialogue has no such turn; and per row whether none had to be recognised."""
+    dialogue has no such turn; and per row whether every emotion was given. Without `recognise`
+    (a memory that gives recognised emotions no weight) the turns not given stay zeros, and the
+    recogniser does not run."""
     if trajectory is None or len(trajectory.texts) != rows:
         raise ValueError("a knn memory keyed on a trajectory needs each row's trajectory")
     texts = [row[:turns] + [""] * (turns - len(row[:turns])) for row in trajectory.texts]
@@ -105,7 +112,7 @@ def emotion_distributions(
         width = min(turns, trajectory.given.shape[1])
         given[:, :width] = trajectory.given[:, :width]
     needed = {text for row, codes in zip(texts, given) for text, code in zip(row, codes) if text and code < 0}
-    recognised = recognitions(classifier, needed, batch_size) if needed else {}
+    recognised = recognitions(classifier, needed, batch_size) if needed and recognise else {}
     result = np.zeros((rows, turns, NUM_LABELS), dtype=np.float32)
     all_given = np.ones(rows, dtype=bool)
     for row, (row_texts, codes) in enumerate(zip(texts, given)):
@@ -113,7 +120,7 @@ def emotion_distributions(
             if code >= 0:
                 result[row, turn, code] = 1.0
             elif text:
-                result[row, turn] = recognised[text]
+                result[row, turn] = recognised.get(text, 0.0)
                 all_given[row] = False
     return result, all_given
 
@@ -127,9 +134,11 @@ def classifier_and_queries(
     trajectory: Trajectory | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    recognise: bool = True,
 ) -> tuple[np.ndarray, MemoryQueries]:
     """The classifier's probabilities of the rows and their memory queries, from one forward pass
-    over the rows and the previous utterances not embedded yet."""
+    over the rows and the previous utterances not embedded yet (`recognise`: see
+    `emotion_distributions`)."""
     kept = classifier.recent_utterances
     singles = {row[0] for row in turns if len(row) == 1}
     extra: list[str] = []
@@ -152,7 +161,7 @@ def classifier_and_queries(
         queries.previous = before
     if trajectory_turns:
         queries.emotions, queries.given = emotion_distributions(
-            classifier, trajectory, trajectory_turns, rows, batch_size
+            classifier, trajectory, trajectory_turns, rows, batch_size, recognise
         )
     return probs[:rows], queries
 
@@ -172,7 +181,17 @@ def predict_proba(
     memory = classifier.memory
     if memory is None:
         return model_outputs(classifier, turns, batch_size, progress)[0]
+    # A memory that gives recognised emotions no weight reads given ones alone: no recognition runs.
+    recognise = memory.emotion_weight > 0
     probs, queries = classifier_and_queries(
-        classifier, memory.key_turns, memory.trajectory_turns, turns, previous, trajectory, batch_size, progress
+        classifier,
+        memory.key_turns,
+        memory.trajectory_turns,
+        turns,
+        previous,
+        trajectory,
+        batch_size,
+        progress,
+        recognise,
     )
     return memory.mix(probs, queries)
