@@ -70,7 +70,7 @@ import logging
 import os
 import time
 
-from bench.resumable import run_rows
+from bench.resumable import finished_rows, run_rows
 from emotion_predictor.logs import setup_logging
 
 setup_logging(logging.INFO)  # before the libraries load: their import-time noise is filtered
@@ -397,11 +397,7 @@ def run(name: str) -> None:
 
 
 def report() -> str:
-    results = {}
-    for name in ROWS:
-        if os.path.isfile(result_path(name)):
-            with open(result_path(name), encoding="utf-8") as handle:
-                results[name] = json.load(handle)
+    results = finished_rows(ROWS, result_path)
     rows = []
     for name, row in results.items():
         seconds = row["wall_seconds"]

@@ -3,8 +3,10 @@ is stopped (a session ends every process after at most 3 hours) resumes where it
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from emotion_predictor.output_files import write_text
 
@@ -27,3 +29,13 @@ def run_rows(
     text = report()
     write_text(page, text)
     print(text)
+
+
+def finished_rows(names: Sequence[str], result_path: Callable[[str], str]) -> dict[str, Any]:
+    """The result of every row of `names` that has finished, by name, in that order."""
+    results = {}
+    for name in names:
+        if os.path.isfile(result_path(name)):
+            with open(result_path(name), encoding="utf-8") as handle:
+                results[name] = json.load(handle)
+    return results

@@ -37,6 +37,13 @@ def as_value_error(check: Callable[..., Any], *args: Any) -> Any:
         raise ValueError(str(err)) from None
 
 
+def a_list_or_null(value: Any, expected: str) -> Any:
+    """`value` when it is a list or null, else the ValueError `expected, not <type>`."""
+    if value is not None and not isinstance(value, list):
+        raise ValueError(f"{expected}, not {type(value).__name__}")
+    return value
+
+
 class ForecastRequest(BaseModel):
     """One history to forecast the next turn of."""
 
@@ -53,9 +60,7 @@ class ForecastRequest(BaseModel):
     @field_validator("emotions", mode="before")
     @classmethod
     def _a_list(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, list):
-            raise ValueError(f"emotions must be a list with one emotion or null per turn, not {type(value).__name__}")
-        return value
+        return a_list_or_null(value, "emotions must be a list with one emotion or null per turn")
 
     @model_validator(mode="after")
     def _check_emotions(self) -> ForecastRequest:
@@ -88,9 +93,7 @@ class BatchForecastRequest(BaseModel):
     @field_validator("emotions", mode="before")
     @classmethod
     def _a_list(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, list):
-            raise ValueError(f"emotions must be a list with one entry per history, not {type(value).__name__}")
-        return value
+        return a_list_or_null(value, "emotions must be a list with one entry per history")
 
     @model_validator(mode="after")
     def _one_entry_per_history(self) -> BatchForecastRequest:
