@@ -12,11 +12,16 @@ the forecasts with each search (the vote reads its fitted number of neighbours).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 
-from emotion_predictor.errors import run_main
-from emotion_predictor.tables import markdown_table
+from emotion_predictor.logs import setup_logging
+
+setup_logging(logging.WARNING)  # before the libraries load: their import-time noise is filtered
+
+from emotion_predictor.errors import run_main  # noqa: E402
+from emotion_predictor.tables import markdown_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADLINE = ("Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1")

@@ -32,6 +32,7 @@ each contender's batch probabilities with those of EmotionPredictor on torch.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -39,9 +40,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotion_predictor.errors import UserError, run_main
-from emotion_predictor.prediction.encoder_runners import RUNTIMES
-from emotion_predictor.tables import markdown_table
+from emotion_predictor.logs import setup_logging
+
+setup_logging(logging.WARNING)  # before the libraries load: their import-time noise is filtered
+
+from emotion_predictor.errors import UserError, run_main  # noqa: E402
+from emotion_predictor.prediction.encoder_runners import RUNTIMES  # noqa: E402
+from emotion_predictor.tables import markdown_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = 0.03  # speed-ups in [0.97, 1.0) are reported as equal, not slower

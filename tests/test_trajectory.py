@@ -162,6 +162,9 @@ def test_evaluation_reports_given_emotions_and_tfidf_history_and_shuffled_gold_m
         "baseline: tfidf_history (given emotions)",
     ]
     assert results[0].record["emotions"] == "recognised" and results[1].record["emotions"] == "given"
+    # Each mode is measured against the baselines of its own mode.
+    assert results[0].record["versus_best_baseline"]["Macro_F1"]["baseline"] in names[2:4]
+    assert results[1].record["versus_best_baseline"]["Macro_F1"]["baseline"] == names[4]
     with open(tmp_path / "real" / "comparison.md", encoding="utf-8") as handle:
         assert "model (given emotions)" in handle.read()
     # The same split with every dialogue's emotions shuffled: recognised forecasts stay, given ones move.

@@ -299,6 +299,9 @@ def evaluate_model(
     labels = frame["label"].to_numpy(dtype=np.int64)
     weights, weights_source = f1_weights_of(saved, reference.train)
     scored = figures(labels, predicted, weights, reference.seen)
+    # Recognised-mode forecasts are compared with recognised-mode baselines, given with given.
+    mode = "given" if given else "recognised"
+    same_mode = [b for b in reference.baselines if b.record["emotions"] == mode]
     record = {
         "model": name,
         "model_source": classifier.name,
@@ -314,16 +317,14 @@ def evaluate_model(
             "max_length": classifier.max_length,
         },
         "fine_tuned": bool(classifier.metadata),
-        "emotions": "given" if given else "recognised",
+        "emotions": mode,
         "head": head_description(classifier),
         "decision_rule": classifier.metadata.get("decision_rule", "argmax"),
         "tau": classifier.metadata.get("tau"),
         "f1_all_class_weights": weights,
         "f1_all_class_weights_source": weights_source,
         **scored,
-        "versus_best_baseline": versus_baselines(scored["metrics"], reference.baselines)
-        if reference.baselines
-        else None,
+        "versus_best_baseline": versus_baselines(scored["metrics"], same_mode) if same_mode else None,
         "class_names": EMOTIONS,
         "timing": {
             "device": str(classifier.device),
