@@ -97,6 +97,14 @@ def test_a_run_trains_its_recogniser_first_and_keys_the_memory_on_gold_emotions(
     assert {"validation", "test"} <= set(recognised)  # the recogniser's own scores, on each utterance's emotion
     with open(os.path.join(out, "recogniser", "run_config.json"), encoding="utf-8") as handle:
         assert json.load(handle)["task"] == "recognise"
+    # It trained and was scored on every utterance, labelled with its own emotion (not the next one's).
+    with open(os.path.join(out, "recogniser", "data_stats.json"), encoding="utf-8") as handle:
+        stats = json.load(handle)["splits"]
+    for split in ("train", "test"):
+        dialogues = read_jsonl(os.path.join(trajectory_data, f"{split}.jsonl"))
+        own = np.bincount([e for d in dialogues for e in d["emotions"]], minlength=len(EMOTIONS))
+        assert stats[split]["rows"] == own.sum()
+        assert [stats[split]["counts"][name] for name in EMOTIONS] == own.tolist()
     assert os.path.isfile(os.path.join(out, "model", "recogniser", "config.json"))
     settings = metrics["knn_memory"]
     assert settings["trajectory_turns"] == TURNS and settings["key_turns"] == 2

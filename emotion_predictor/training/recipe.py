@@ -201,6 +201,7 @@ def prepare_data(run: FineTuningRun) -> RunData:
         seed=cfg.seed,
         dataset_config=data_args.dataset_config,
         max_rows={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples},
+        task=data_args.task,
     )
     data = RunData(
         prepared, prepared.splits["train"], None, None, tokenizer, separator, min(data_args.max_length, model_limit)
