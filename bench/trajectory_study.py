@@ -12,9 +12,8 @@ Rows, in the order they run:
   the seeds vary the forecaster, the recogniser is seed 42's for all three);
 - `quickstart_trajectory`: args/quickstart.json reading the last two turns' emotions, its
   recogniser trained inline on 8,000 utterances (what fits the quickstart's 10-minute budget).
-  Not kept: its validation Macro_F1 matched the quickstart without a trajectory (0.381 against
-  0.379) and that recogniser is barely better than chance (validation Macro_F1 0.138), so the
-  quickstart stays the faster run without one; the row keeps the measurement.
+  Its first result was void and is removed: it ran while `emotion_recogniser: "train"` fitted the recogniser on
+  next-turn labels (a bug, fixed since); re-run it before choosing the quickstart again.
 
 Each row fine-tunes into bench/runs/trajectory-<name>/ (a finished run there, with its
 metrics.json, is read instead of trained again) and the forecasters then run `ep_evaluate` on the test split
