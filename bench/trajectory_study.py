@@ -12,8 +12,6 @@ Rows, in the order they run:
   the seeds vary the forecaster, the recogniser is seed 42's for all three);
 - `quickstart_trajectory`: args/quickstart.json reading the last two turns' emotions, its
   recogniser trained inline on 8,000 utterances (what fits the quickstart's 10-minute budget).
-  Its first result was void and is removed: it ran while `emotion_recogniser: "train"` fitted the recogniser on
-  next-turn labels (a bug, fixed since); re-run it before choosing the quickstart again.
 
 Each row fine-tunes into bench/runs/trajectory-<name>/ (a finished run there, with its
 metrics.json, is read instead of trained again) and the forecasters then run `ep_evaluate` on the test split

@@ -239,6 +239,31 @@ def test_a_conversation_embeds_each_utterance_once(memory_run):
     assert list(forecast.probabilities.values()) == pytest.approx(list(fresh.probabilities.values()), abs=1e-5)
 
 
+def counting_rows(module, rows: list[int]):
+    """`module` (a torch runner's forward), noting how many rows each call embeds."""
+
+    def forward(input_ids, attention_mask):
+        rows.append(len(input_ids))
+        return module(input_ids, attention_mask)
+
+    return forward
+
+
+def test_a_memory_fitted_out_costs_no_search_and_no_second_utterance(memory_run, monkeypatch):
+    out, data, _ = memory_run
+    classifier = load_classifier(out, device="cpu")
+    classifier.memory.weight = 0.0  # what a fit that the classifier alone wins on validation leaves
+    monkeypatch.setattr(classifier.memory, "mix", lambda *_: pytest.fail("mixed a memory of weight 0"))
+    test = prepare_splits(data, ["test"]).splits["test"]
+    # Every other row: their previous utterances are not rows themselves, so a query would embed them.
+    turns, previous = test["turns"].tolist()[1:9:2], test["previous_text"].tolist()[1:9:2]
+    rows = []
+    monkeypatch.setattr(classifier.runner, "module", counting_rows(classifier.runner.module, rows))
+    probs = predict_proba(classifier, turns, previous=previous)
+    assert sum(rows) == len(turns) and any(previous)  # the rows alone: no previous utterance embedded
+    np.testing.assert_allclose(probs, model_outputs(classifier, turns)[0], atol=1e-6)
+
+
 def test_a_missing_or_broken_memory_file_is_one_clear_error(memory_run, tmp_path):
     out, _, _ = memory_run
     folder = str(tmp_path / "model")

@@ -269,4 +269,7 @@ def test_latency_bench_times_every_runtime_and_the_pipeline(tiny_run_dir, tiny_d
     differences = next(line for line in figures if line.startswith("| max \\|p - p_torch\\|"))
     pipeline, torch_runtime, onnx_runtime, _ = (float(cell) for cell in differences.strip("| ").split(" | ")[1:])
     assert pipeline < 1e-5 and torch_runtime == 0 and onnx_runtime <= FP32_TOLERANCE  # the tiny run has no memory
+    conversation = next(line for line in figures if line.startswith("| in a conversation p50 (ms)"))
+    assert all(float(cell) > 0 for cell in conversation.strip("| ").split(" | ")[1:])  # the pipeline too
+    assert "| in a conversation p50 (the pipeline in the same turns) | " in out
     assert "| batch | " in out and out.rstrip().endswith("count as equal: timing noise)")

@@ -115,8 +115,9 @@ class KnnMemory:
         self.texts = self.texts.float()
         self.current, self.previous, self.labels = self.current.long(), self.previous.long(), self.labels.long()
         self.emotions = None if self.emotions is None else self.emotions.long()
-        self.has_previous = self.previous >= 0
+        self.has_previous = (self.previous >= 0).float()
         self.previous_rows = self.previous.clamp(min=0)
+        self.row_norm_roots: dict[float, torch.Tensor] = {}  # by emotion weight: rows do not change
         counts = np.bincount(self.labels.numpy(), minlength=NUM_LABELS).astype(np.float64)
         # A class absent from the memory gets no votes; its factor only has to be finite.
         self.prior_factors = np.divide(
@@ -136,19 +137,29 @@ class KnnMemory:
         # CPU's BLAS takes this order 5 to 7 times faster (equal for hundreds of rows).
         return (self.texts @ vectors.T).T
 
+    def row_norm_root(self, emotion_weight: float) -> torch.Tensor:
+        """The length of each memory row's key with the emotion part weighted by `emotion_weight`."""
+        if emotion_weight not in self.row_norm_roots:
+            norm = torch.ones(len(self.labels))
+            if self.key_turns == 2:
+                norm += self.has_previous
+            if emotion_weight > 0 and self.emotions is not None:
+                for turn in range(self.trajectory_turns):
+                    norm += emotion_weight**2 * (self.emotions[:, turn] >= 0)
+            self.row_norm_roots[emotion_weight] = norm.sqrt()
+        return self.row_norm_roots[emotion_weight]
+
     def similarities(self, queries: MemoryQueries, emotion_weight: float) -> torch.Tensor:
         """Cosine similarity of each query's key with each memory row's key (queries x rows), the
         emotion part weighted by `emotion_weight`."""
         current = normalised(queries.current)
         query_norm = torch.ones(len(queries))
-        row_norm = torch.ones(len(self.labels))
         if self.key_turns == 2:
             before = normalised(queries.previous)
             both = self.text_products(torch.cat([current, before]))  # one product for both turns
             dots = both[: len(current)][:, self.current]
             dots += both[len(current) :][:, self.previous_rows] * self.has_previous
             query_norm += before.square().sum(1)
-            row_norm += self.has_previous
         else:
             dots = self.text_products(current)[:, self.current]
         if emotion_weight > 0 and self.emotions is not None:
@@ -158,8 +169,7 @@ class KnnMemory:
                 known = self.emotions[:, turn] >= 0
                 dots += scale * distribution[:, self.emotions[:, turn].clamp(min=0)] * known
                 query_norm += scale * distribution.square().sum(1)
-                row_norm += scale * known
-        return dots / query_norm.sqrt()[:, None] / row_norm.sqrt()[None, :]
+        return dots / query_norm.sqrt()[:, None] / self.row_norm_root(emotion_weight)[None, :]
 
     def nearest(self, queries: MemoryQueries, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Similarities and memory indices of each query's `count` nearest rows, nearest first."""

@@ -179,7 +179,7 @@ def predict_proba(
     memory keyed on two turns needs; `trajectory` the row's last turns and any given emotions,
     which a memory keyed on a trajectory needs."""
     memory = classifier.memory
-    if memory is None:
+    if memory is None or memory.weight == 0:  # a memory fitted out (weight 0) needs no queries
         return model_outputs(classifier, turns, batch_size, progress)[0]
     # A memory that gives recognised emotions no weight reads given ones alone: no recognition runs.
     recognise = memory.emotion_weight > 0

@@ -4,7 +4,8 @@ int8 copy `model/model.int8.onnx` (dynamic quantization), both written by `model
 The graph is `encoder_runners.LogitsAndEmbedding` exported: inputs `input_ids` and `attention_mask`
 (int64, any batch size and length), outputs `logits` and `mean_embedding`. It runs on the CPU
 execution provider with as many intra-op threads as torch uses (one per physical core, or what
-`torch.set_num_threads` / OMP_NUM_THREADS say), which sleep rather than spin between operators.
+`torch.set_num_threads` / OMP_NUM_THREADS say), which spin briefly between operators and not
+between runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from emotion_predictor.errors import UserError, first_line
 ONNX_FILES = {"onnx": "model.onnx", "onnx_int8": "model.int8.onnx"}
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("logits", "mean_embedding")
+SPIN_MICROSECONDS = 100
 
 
 def export_command(folder: str, runtime: str) -> str:
@@ -33,9 +35,13 @@ def open_session(path: str) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1  # the graph is one chain of layers: nothing to run side by side
-    # Idle threads sleep instead of spinning: on the busy 2-core machine a forecast took 0.6x the
-    # time (p50, quickstart model), and a chatbot's other work (or torch in the same process) keeps its cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Threads spin for at most SPIN_MICROSECONDS between operators (microseconds apart), then sleep,
+    # and stop spinning when a run ends. Unbounded spinning (ORT's default) slowed forecasts (the
+    # threads kept spinning through the memory search that follows each run, which torch runs on
+    # the same cores); no spinning paid a wake-up per operator (conversation p50 about 1.5x).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_MICROSECONDS))
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as err:  # ONNX Runtime's load errors share no base class below Exception
