@@ -190,10 +190,6 @@ def figures_table(names: list[str], single: dict, batch: dict, conversation: dic
 def speed_ups(runtimes: list[str], single: dict, batch: dict, conversation: dict) -> dict[str, dict[str, float]]:
     """Pipeline time / our time, per measure and runtime."""
     theirs = single[PIPELINE]
-
-    def p50(seconds: list[float]) -> float:
-        return percentile_ms(seconds, 50)
-
     return {
         "predict p50": {r: percentile_ms(theirs, 50) / percentile_ms(single[r], 50) for r in runtimes},
         "predict p95": {r: percentile_ms(theirs, 95) / percentile_ms(single[r], 95) for r in runtimes},
@@ -202,10 +198,10 @@ def speed_ups(runtimes: list[str], single: dict, batch: dict, conversation: dict
         },
         "batch": {r: batch[PIPELINE] / batch[r] for r in runtimes},
         "in a conversation p50 (the pipeline in the same turns)": {
-            r: p50(conversation[PIPELINE]) / p50(conversation[r]) for r in runtimes
+            r: percentile_ms(conversation[PIPELINE], 50) / percentile_ms(conversation[r], 50) for r in runtimes
         },
         "in a conversation p50 against the pipeline's predict p50": {
-            r: p50(theirs) / p50(conversation[r]) for r in runtimes
+            r: percentile_ms(theirs, 50) / percentile_ms(conversation[r], 50) for r in runtimes
         },
     }
 

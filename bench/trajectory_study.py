@@ -11,7 +11,8 @@ Rows, in the order they run:
   reading the `recogniser` row's model instead of training it again (the CPU budget of the study:
   the seeds vary the forecaster, the recogniser is seed 42's for all three);
 - `quickstart_trajectory`: args/quickstart.json reading the last two turns' emotions, its
-  recogniser trained inline on 8,000 utterances (what fits the quickstart's 10-minute budget).
+  recogniser trained inline on 8,000 utterances (sized for the quickstart's 10-minute budget; the
+  run took 9.9 min alone before its ONNX export, so the quickstart stays without a trajectory).
 
 Each row fine-tunes into bench/runs/trajectory-<name>/ (a finished run there, with its
 metrics.json, is read instead of trained again) and the forecasters then run `ep_evaluate` on the test split

@@ -29,7 +29,7 @@ def test_offline_recipes_use_the_levers_the_study_kept(name):
     assert train.knn_memory == {"quickstart.json": "trained_rows", "cpu_best.json": "train_split"}[name]
     assert train.knn_memory_turns == 2
     # cpu_best reads the last two turns' emotions, recognised by a recogniser the run trains first;
-    # the quickstart reads none until a trajectory is measured to pay within its 10 minutes.
+    # the quickstart reads none: with one it ran just past its 10 minutes, with a second encoder pass per forecast.
     expected = {"quickstart.json": (0, None), "cpu_best.json": (2, "train")}[name]
     assert (train.trajectory_turns, train.emotion_recogniser) == expected
 
