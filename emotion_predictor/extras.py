@@ -20,7 +20,7 @@ EXTRA_MODULES = {
     "sweep": ("optuna",),
     "wandb": ("wandb",),
     "gpu": ("bitsandbytes",),
-    "onnx_export": ("onnx", "onnxscript"),
+    "onnx_export": ("onnx",),
 }
 # ONNX export comes with the training extra.
 INSTALLED_WITH = {"onnx_export": "train"}

@@ -11,12 +11,12 @@ each for a stated reason and nothing more (a message that differs is shown as us
   absent from the labels is 0 by definition, and the per-class F1 are reported;
 - transformers' load report when its only news is a newly initialised classification head: the
   run logs that decision itself (modeling.py), in words;
-- while exporting to ONNX (onnx_export.py): the exporter's notes on its own passes (onnxscript,
-  onnx_ir, at INFO), torch's "torchvision is not installed. Skipping torchvision::..." (operators
-  this project's models never use) and ONNX Runtime's quantizer notes on each tensor it leaves in
-  float ("Quantization parameters for tensor", "Ignore MatMul due to non constant B"): the export
-  logs one line of its own and is checked against torch; and the quantizer's advice to pre-process
-  the model first, which changed neither the speed nor the outputs of the int8 MiniLM (measured);
+- while exporting to ONNX (onnx_export.py): ONNX Runtime's transformer optimizer's notes on each
+  fusion (INFO records from `onnxruntime/transformers/`), its quantizer's notes on each tensor
+  ("Quantization parameters for tensor", "Ignore MatMul due to non constant B", "get_tensor_type
+  returns DefaultTensorType"): the export logs one line of its own and is checked against torch;
+  and the quantizer's advice to pre-process the model first, which changed neither the speed nor
+  the outputs of the int8 MiniLM (measured);
 - when stderr is not a terminal (a log file, a pipe), the libraries' progress bars, which are
   unreadable there: the run logs its own plain progress lines instead (progress.py). An
   environment variable set by the user wins.
@@ -45,6 +45,17 @@ class DropMessages(logging.Filter):
         return not str(record.msg).startswith(self.prefixes)
 
 
+class DropInfoFromPackage(logging.Filter):
+    """Drops records below WARNING logged from files under `folder` (a path fragment)."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or self.folder not in record.pathname.replace(os.sep, "/")
+
+
 class DropNewHeadReport(logging.Filter):
     """Drops a transformers load report that lists only missing classification-head weights."""
 
@@ -63,16 +74,16 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(DropMessages("Failed to load CPU gemm_4bit_forward"))
     logging.getLogger().addFilter(DropMessages("Warning: Some classes do not exist in the target"))
     logging.getLogger("transformers.modeling_utils").addFilter(DropNewHeadReport())
-    for exporter in ("onnxscript", "onnx_ir"):
-        logging.getLogger(exporter).setLevel(logging.WARNING)
-    logging.getLogger("torch.onnx._internal.exporter._registration").addFilter(
-        DropMessages("torchvision is not installed")
-    )
+    # The optimizer's modules log under bare names (fusion_base, onnx_model, ...), one per fusion
+    # pass: the records are told apart by the file they come from, on the handler they reach.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(DropInfoFromPackage("onnxruntime/transformers/"))
     logging.getLogger().addFilter(
         DropMessages(
             "Quantization parameters for tensor",
             "Ignore MatMul due to non constant B",
             "Please consider to run pre-processing before quantization",
+            "get_tensor_type returns DefaultTensorType",
         )
     )
     if not sys.stderr.isatty():

@@ -48,6 +48,26 @@ def test_quietened_messages_are_the_ones_the_libraries_emit():
         "torcheval.metrics.functional.classification.f1_score"
     )
     assert "LOAD REPORT" in library_source("transformers.utils.loading_report")
+    quantizer = library_source("onnxruntime.quantization.onnx_quantizer")
+    for start in ("Quantization parameters for tensor", "get_tensor_type returns DefaultTensorType"):
+        assert start in quantizer
+    assert "Ignore MatMul due to non constant B" in library_source("onnxruntime.quantization.operators.matmul")
+    assert "Please consider to run pre-processing before quantization" in library_source(
+        "onnxruntime.quantization.quantize"
+    )
+
+
+def test_the_onnx_runtime_optimizer_notes_are_dropped_and_its_warnings_kept():
+    import onnxruntime.transformers.fusion_base as fusion_base
+
+    drop = logs.DropInfoFromPackage("onnxruntime/transformers/")
+
+    def record(level: int, pathname: str) -> logging.LogRecord:
+        return logging.LogRecord("fusion_base", level, pathname, 1, "Fused Attention: 6", None, None)
+
+    assert not drop.filter(record(logging.INFO, fusion_base.__file__))
+    assert drop.filter(record(logging.WARNING, fusion_base.__file__))
+    assert drop.filter(record(logging.INFO, logs.__file__))
 
 
 def test_known_noise_is_dropped_and_everything_else_kept(logging_setup, caplog):
