@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ROOT, build_tiny_bert, cli_error_lines
+from conftest import ROOT, build_tiny_bert, build_tokenizer, cli_error_lines
 from emotion_predictor.errors import ConfigError, UserError
 from emotion_predictor.labels import EMOTIONS
 
@@ -161,6 +161,7 @@ def test_mean_pooling_bert_exports_with_its_embedding(tmp_path):
     with_mean_pooling(AutoModelForSequenceClassification.from_pretrained(plain)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(plain).save_pretrained(folder)
     assert export_model_folder(folder) == [os.path.join(folder, "model.onnx")]
+    assert operator_counts(os.path.join(folder, "model.onnx"))["Attention"] == 2  # fused, as the quickstart's
     turns = [[" ".join(h)] for h in HISTORIES]
     by_torch = load_classifier(folder, device="cpu")
     assert by_torch.config.model_type == "bert_mean_pooling"
@@ -222,6 +223,48 @@ def test_a_graph_the_fusions_break_is_exported_unfused(failure, tiny_run_dir, tm
         for runtime in ("onnx", "torch")
     )
     np.testing.assert_allclose(probabilities(by_onnx), probabilities(by_torch), rtol=0, atol=FP32_TOLERANCE)
+
+
+def build_tiny_encoder(folder: str, model_type: str) -> str:
+    """A 2-layer random RoBERTa (the reference base model's family) or DistilBERT classifier."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from emotion_predictor.labels import ID2LABEL
+
+    tokenizer = build_tokenizer(folder)
+    sizes = {
+        "roberta": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+        "distilbert": dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64),
+    }[model_type]
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=130,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=ID2LABEL,
+        label2id={v: k for k, v in ID2LABEL.items()},
+        **sizes,
+    )
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "distilbert"])
+def test_roberta_and_distilbert_export_fused_and_equal_torch(model_type, tmp_path):
+    from emotion_predictor.modeling.onnx_export import export_model_folder
+    from emotion_predictor.prediction.inference import load_classifier, model_outputs
+
+    folder = build_tiny_encoder(str(tmp_path / model_type), model_type)
+    export_model_folder(folder, int8=True)
+    fp32, int8 = (operator_counts(os.path.join(folder, name)) for name in ONNX_NAMES)
+    assert (fp32["Attention"], int8["QAttention"]) == (2, 2)
+    turns = [[" ".join(h)] for h in HISTORIES]
+    torch_probs, torch_embeddings = model_outputs(load_classifier(folder, device="cpu"), turns, 2, embed=True)
+    onnx_probs, onnx_embeddings = model_outputs(load_classifier(folder, runtime="onnx"), turns, 2, embed=True)
+    np.testing.assert_allclose(onnx_probs, torch_probs, rtol=0, atol=FP32_TOLERANCE)
+    np.testing.assert_allclose(onnx_embeddings, torch_embeddings, rtol=0, atol=1e-4)
 
 
 def test_a_model_that_does_not_export_is_one_line(tiny_run_dir, tmp_path, monkeypatch):
