@@ -273,7 +273,7 @@ RUNTIME_HELP = (
 )
 KNN_SEARCH_HELP = (
     "how a knn memory finds its neighbours: exact (every row), approximate (a FAISS HNSW index, built at load), "
-    "or auto (approximate from 200,000 memory rows)"
+    "or auto (approximate from 50,000 memory rows)"
 )
 
 

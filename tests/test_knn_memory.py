@@ -315,9 +315,13 @@ def test_a_memory_saved_before_the_compact_layout_loads_with_the_same_neighbours
     assert similarities[0].tolist() == pytest.approx(old.sort(descending=True).values.tolist(), abs=2e-3)
 
 
-def test_approximate_search_finds_the_exact_neighbours_and_forecasts_alike(memory_run):
-    """The HNSW index over the same keys: recall of the exact search's neighbours, and the forecast."""
+def test_approximate_search_finds_the_exact_neighbours_and_forecasts_alike(memory_run, monkeypatch):
+    """The HNSW index over the same keys: recall of the exact search's neighbours, and the forecast;
+    `auto` builds it from `APPROXIMATE_ABOVE` rows (DailyDialog's whole train split)."""
+    from emotion_predictor.modeling import memory_index
     from emotion_predictor.modeling.memory_index import use_approximate_search
+
+    assert memory_index.APPROXIMATE_ABOVE <= 76_052  # the whole train split is searched approximately
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(20, 32))
@@ -330,6 +334,10 @@ def test_approximate_search_finds_the_exact_neighbours_and_forecasts_alike(memor
     exact = memory.nearest(queries, 32)
     assert not use_approximate_search(memory, "auto")  # 3,000 rows: below the threshold
     assert use_approximate_search(memory, "approximate")
+    exact_only = KnnMemory(texts, rows, torch.roll(rows, 1), memory.labels, UNIFORM, key_turns=2, neighbours=32)
+    monkeypatch.setattr(memory_index, "APPROXIMATE_ABOVE", 3000)
+    assert use_approximate_search(exact_only, "auto") and exact_only.approximate is not None  # from the threshold on
+    assert not use_approximate_search(KnnMemory(texts, rows, rows, memory.labels, UNIFORM), "exact")
     approximate = memory.nearest(queries, 32)
     recall = np.mean([len(set(a) & set(e)) / 32 for a, e in zip(approximate[1].tolist(), exact[1].tolist())])
     assert recall >= 0.95
