@@ -25,15 +25,16 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from bench.scoring import COLUMNS
 from emotion_predictor.data.train_split import TrainSplit
 from emotion_predictor.data.utils import prepare_splits
 from emotion_predictor.evaluation.metrics import headline_metrics
+from emotion_predictor.labels import NUM_LABELS
 from emotion_predictor.prediction.decision import decide, fit_tau
 from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries, emotion_distributions
 from emotion_predictor.prediction.inference import load_classifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADLINE = ("Accuracy", "Balanced_Accuracy", "F1-score", "Macro_F1")
 FEATURES = ("mix", "mix+emotions", "mix+classifier+emotions", "mix+emotions+pairs")
 LOG_FLOOR = 1e-4  # the log of a probability, floored: standardised features, no -inf
 
@@ -66,7 +67,9 @@ def features(outputs: dict[str, np.ndarray], kind: str, given: bool = False) -> 
     if kind != "mix":
         parts.append(emotions)
     if kind == "mix+emotions+pairs":  # the current and previous turns' emotions jointly
-        parts.append((emotions[:, :7, None] * emotions[:, None, 7:14]).reshape(len(mix), -1))
+        parts.append(
+            (emotions[:, :NUM_LABELS, None] * emotions[:, None, NUM_LABELS : 2 * NUM_LABELS]).reshape(len(mix), -1)
+        )
     return np.hstack(parts)
 
 
@@ -75,13 +78,13 @@ def head(c: float, class_weight: str | None) -> Any:
 
 
 def probabilities(model: Any, x: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(x), 7))
+    out = np.zeros((len(x), NUM_LABELS))
     out[:, model[-1].classes_] = model.predict_proba(x)
     return out
 
 
 def out_of_fold(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, c: float, weight: str | None) -> np.ndarray:
-    result = np.zeros((len(x), 7))
+    result = np.zeros((len(x), NUM_LABELS))
     for fit_rows, held_out in GroupKFold(5).split(x, labels, groups):
         result[held_out] = probabilities(head(c, weight).fit(x[fit_rows], labels[fit_rows]), x[held_out])
     return result
@@ -89,7 +92,7 @@ def out_of_fold(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, c: float,
 
 def figures(labels: np.ndarray, probs: np.ndarray, tau: float, prior: list[float]) -> str:
     values = headline_metrics(labels, decide(probs, "prior_corrected", tau, prior))
-    return " / ".join(f"{values[k]:.3f}" for k in HEADLINE)
+    return " / ".join(f"{values[k]:.3f}" for k in COLUMNS)
 
 
 def main() -> None:
