@@ -16,23 +16,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 from typing import Any
 
-import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from emotion_predictor.logs import setup_logging
 
-from bench.scoring import COLUMNS
-from emotion_predictor.data.train_split import TrainSplit
-from emotion_predictor.data.utils import prepare_splits
-from emotion_predictor.evaluation.metrics import headline_metrics
-from emotion_predictor.labels import NUM_LABELS
-from emotion_predictor.prediction.decision import decide, fit_tau
-from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries, emotion_distributions
-from emotion_predictor.prediction.inference import load_classifier
+setup_logging(logging.WARNING)  # before the libraries load: their import-time noise is filtered
+
+import numpy as np  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import GroupKFold  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from bench.scoring import COLUMNS  # noqa: E402
+from emotion_predictor.data.train_split import TrainSplit  # noqa: E402
+from emotion_predictor.data.utils import prepare_splits  # noqa: E402
+from emotion_predictor.errors import UserError, run_main  # noqa: E402
+from emotion_predictor.evaluation.metrics import headline_metrics  # noqa: E402
+from emotion_predictor.labels import NUM_LABELS  # noqa: E402
+from emotion_predictor.output_files import write_text  # noqa: E402
+from emotion_predictor.prediction.decision import decide, fit_tau  # noqa: E402
+from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries, emotion_distributions  # noqa: E402
+from emotion_predictor.prediction.inference import load_classifier  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEATURES = ("mix", "mix+emotions", "mix+classifier+emotions", "mix+emotions+pairs")
@@ -103,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     classifier = load_classifier(args.model, device="cpu", knn_search="exact")
     if classifier.memory is None or not classifier.memory.trajectory_turns:
-        raise SystemExit(f"error: {args.model} has no memory keyed on a trajectory; train one with trajectory_turns")
+        raise UserError(f"{args.model} has no memory keyed on a trajectory; fine-tune one with trajectory_turns")
     prior = classifier.metadata["train_prior"]
     splits = prepare_splits(args.dataset, ["validation", "test"]).splits
     outputs = {split: split_outputs(classifier, rows) for split, rows in splits.items()}
@@ -145,9 +152,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     name = args.name or os.path.basename(os.path.normpath(args.model))
-    with open(os.path.join(ROOT, "bench", "results", f"stacking_screen-{name}.txt"), "w") as handle:
-        handle.write(text)
+    write_text(os.path.join(ROOT, "bench", "results", f"stacking_screen-{name}.txt"), text)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
