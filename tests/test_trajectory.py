@@ -295,3 +295,43 @@ def test_recognise_task_labels_every_utterance_with_its_own_emotion(trajectory_d
     assert len(forecast) == len(recognise) - len(dialogues)
     assert recognise["label"].tolist() == [e for d in dialogues for e in d["emotions"]]
     assert torch.equal(torch.tensor(recognise["label"].to_numpy()), torch.tensor(recognise["current_label"].to_numpy()))
+
+
+def test_recogniser_headroom_refits_the_memory_for_each_recogniser(
+    trajectory_run, trajectory_data, tmp_path, capsys, monkeypatch
+):
+    from bench import recogniser_headroom
+
+    argv = ["--dataset", trajectory_data, "--results_dir", str(tmp_path), "--name", "t"]
+    monkeypatch.setattr("sys.argv", ["recogniser_headroom", "--model", trajectory_run[0], *argv])
+    recogniser_headroom.main()
+    first = capsys.readouterr().out
+    recogniser_headroom.main()  # every recogniser finished: skipped, the same table
+    second = capsys.readouterr().out
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in first.splitlines() if line.startswith("| ")
+    }
+    assert list(rows)[1:] == list(recogniser_headroom.RECOGNISERS)
+    own_accuracy = [float(rows[name][0].split(" / ")[0]) for name in ("model", *list(rows)[-4:])]
+    # gold replaces the recogniser on nested sets of utterances as the fraction grows, up to all
+    assert own_accuracy == sorted(own_accuracy) and own_accuracy[-1] == 1.0 and own_accuracy[0] < 1.0
+    assert second.count("done, skipped") == len(recogniser_headroom.RECOGNISERS)
+    assert second.split("# Recogniser headroom")[1] == first.split("# Recogniser headroom")[1]
+    assert (tmp_path / "recogniser_headroom-t.md").read_text() in second
+    monkeypatch.setattr(
+        "sys.argv", ["recogniser_headroom", "--model", os.path.join(trajectory_run[0], "recogniser"), *argv[:-1], "r"]
+    )
+    with pytest.raises(UserError, match="needs a recogniser and a memory keyed on a trajectory"):
+        recogniser_headroom.main()
+
+
+def test_recogniser_calibration_recovers_the_prior_a_balanced_recogniser_divided_out():
+    from bench.recogniser_headroom import SplitInputs, calibrated, fit_calibration
+
+    prior = np.array([0.6, 0.05, 0.05, 0.05, 0.15, 0.05, 0.05])
+    gold = np.repeat(np.arange(7), (prior * 100).round().astype(int))  # labels in the prior's proportions
+    flat = np.full((1, 7), 1 / 7)  # an uninformative recogniser in the balanced frame: prior divided out
+    inputs = SplitInputs(gold, None, None, ["u"], np.zeros((len(gold), 1), dtype=np.int64), gold[:, None], None)
+    assert fit_calibration(inputs, flat, prior) == 1.0
+    np.testing.assert_allclose(calibrated(flat, prior, 1.0)[0], prior)
+    assert fit_calibration(inputs, prior[None, :], prior) == 0.0  # already in the prior's frame
