@@ -55,6 +55,7 @@ from emotion_predictor.prediction.decision import decide, fit_tau  # noqa: E402
 from emotion_predictor.prediction.forecast import Trajectory, classifier_and_queries  # noqa: E402
 from emotion_predictor.prediction.inference import Classifier, load_classifier, model_outputs  # noqa: E402
 from emotion_predictor.tables import markdown_table  # noqa: E402
+from emotion_predictor.training.validation_fit import gold_trajectories  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLD_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -88,13 +89,9 @@ class SplitInputs:
 def split_inputs(classifier: Classifier, rows: Any, seen: np.ndarray) -> SplitInputs:
     memory = classifier.memory
     turns = memory.trajectory_turns
-    trajectory = Trajectory.of_rows(rows, given=True)
-    texts = [row[:turns] + [""] * (turns - len(row[:turns])) for row in trajectory.texts]
+    texts = [row[:turns] + [""] * (turns - len(row[:turns])) for row in Trajectory.of_rows(rows).texts]
     utterances = sorted({text for row in texts for text in row if text})
     position = {text: i for i, text in enumerate(utterances)}
-    gold = np.full((len(rows), turns), -1, dtype=np.int64)
-    width = min(turns, trajectory.given.shape[1])
-    gold[:, :width] = trajectory.given[:, :width]
     # the text part of the queries only: every recogniser below fills in the emotions
     probs, queries = classifier_and_queries(
         classifier, memory.key_turns, 0, rows["turns"].tolist(), rows["previous_text"].tolist(), batch_size=128
@@ -105,7 +102,7 @@ def split_inputs(classifier: Classifier, rows: Any, seen: np.ndarray) -> SplitIn
         queries,
         utterances,
         np.array([[position.get(text, -1) for text in row] for row in texts]),
-        gold,
+        gold_trajectories(rows, turns),
         ~seen,
     )
 
@@ -152,12 +149,11 @@ class Recognisers:
     """Each recogniser's distributions of each split's utterances, computed once."""
 
     def __init__(self, classifier: Classifier, inputs: dict[str, SplitInputs], dataset: str) -> None:
-        self.classifier, self.inputs, self.dataset = classifier, inputs, dataset
+        self.classifier, self.inputs = classifier, inputs
         self.cache: dict[str, dict[str, np.ndarray]] = {}
-        train = prepare_splits(dataset, ["train"], neutral_keep_ratio=1.0).splits["train"]
-        counts = np.bincount(train["current_label"].to_numpy(), minlength=NUM_LABELS).astype(np.float64)
+        self.train = prepare_splits(dataset, ["train"], neutral_keep_ratio=1.0).splits["train"]
+        counts = np.bincount(self.train["current_label"].to_numpy(), minlength=NUM_LABELS).astype(np.float64)
         self.prior = counts / counts.sum()
-        self.train = train
 
     def base(self, name: str) -> dict[str, np.ndarray]:
         if name not in self.cache:
@@ -184,7 +180,8 @@ class Recognisers:
         exponent = fit_calibration(self.inputs["validation"], base["validation"], self.prior)
         return {split: calibrated(p, self.prior, exponent) for split, p in base.items()}, f"prior exponent {exponent}"
 
-    def trajectories(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str]:
+    def trajectories(self, name: str) -> tuple[dict[str, np.ndarray], str]:
+        """(rows, turns, 7) per split from recogniser `name`, and its note."""
         per_utterance, note = self.per_utterance(name)
         result = {}
         for split, x in self.inputs.items():
@@ -192,7 +189,7 @@ class Recognisers:
                 result[split] = gold_on_fraction(x, per_utterance[split], float(name.rsplit(" ", 1)[1]))
             else:
                 result[split] = distributions(x, per_utterance[split])
-        return result, per_utterance, note
+        return result, note
 
 
 def normalised_geometric_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -209,7 +206,7 @@ def own_task_scores(inputs: SplitInputs, trajectories: np.ndarray) -> dict[str, 
 def run_recogniser(name: str, classifier: Classifier, recognisers: Recognisers, path: str) -> None:
     inputs, memory = recognisers.inputs, classifier.memory
     prior, metric = classifier.metadata["train_prior"], classifier.metadata.get("decision_metric", "Macro_F1")
-    trajectories, _, note = recognisers.trajectories(name)
+    trajectories, note = recognisers.trajectories(name)
     queries = {}
     for split, x in inputs.items():
         queries[split] = dataclasses.replace(x.queries)
